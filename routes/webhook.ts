@@ -1,0 +1,80 @@
+import { pipeline } from 'node:stream'
+import { createGunzip, type Gunzip } from 'node:zlib'
+import type { FastifyError, FastifyPluginAsync } from 'fastify'
+import { Errors } from '../src/errors.ts'
+import { createTokenCheck } from '../src/http/auth.ts'
+import type { Ingest, IngestOutcome } from '../src/ingest/ingest.ts'
+
+export interface WebhookOptions {
+  tokens: readonly string[]
+  ingest: Ingest
+  /** While false (Redis down or misconfigured, shutting down) the webhook answers 503. */
+  isReady: () => boolean
+}
+
+const RETRY_AFTER_SECONDS = '5'
+
+/** Gunzips in a stream; Fastify's body limit then applies to the decoded bytes (zip bombs). */
+function gunzip (payload: NodeJS.ReadableStream): Gunzip {
+  const decoded = createGunzip() as Gunzip & { receivedEncodedLength: number }
+  decoded.receivedEncodedLength = 0
+  payload.on('data', (chunk: Buffer) => { decoded.receivedEncodedLength += chunk.length })
+  pipeline(payload, decoded, () => {})
+  return decoded
+}
+
+/** Sequin's HTTP sink posts here: `POST /webhooks/sequin`. */
+const webhook: FastifyPluginAsync<WebhookOptions> = async (app, { tokens, ingest, isReady }) => {
+  const authorized = createTokenCheck(tokens)
+
+  // Only JSON is a Sequin body; Fastify's text/plain parser would let any text through.
+  app.removeContentTypeParser('text/plain')
+
+  // Before the body is read: an unauthenticated client never gets to make us buffer or parse.
+  app.addHook('onRequest', async (request) => {
+    if (!authorized(request.headers.authorization)) throw new Errors.Unauthorized()
+    if (!isReady()) throw new Errors.Unavailable('not ready')
+  })
+
+  app.addHook('preParsing', async (request, _reply, payload) => {
+    const encoding = (request.headers['content-encoding'] ?? 'identity').trim().toLowerCase()
+    if (encoding === 'identity' || encoding === '') return payload
+    if (encoding === 'gzip' || encoding === 'x-gzip') return gunzip(payload)
+    throw new Errors.UnsupportedEncoding(encoding)
+  })
+
+  app.setErrorHandler(async (error: FastifyError, request, reply) => {
+    const status = error.statusCode ?? 500
+    if (status === 503) reply.header('retry-after', RETRY_AFTER_SECONDS)
+    if (status >= 500) {
+      if (error.code !== 'CF_UNAVAILABLE') request.log.error({ err: error }, 'webhook failed')
+      const code = error.code === 'CF_UNAVAILABLE' ? error.code : 'CF_INTERNAL'
+      const message = error.code === 'CF_UNAVAILABLE' ? error.message : 'internal error: Sequin will redeliver'
+      return reply.code(status).send({ statusCode: status, code, error: message })
+    }
+    return reply.code(status).send({ statusCode: status, code: error.code ?? 'CF_BAD_REQUEST', error: error.message })
+  })
+
+  app.post('/sequin', async (request, reply) => {
+    const outcome: IngestOutcome = await ingest(request.body, request.log)
+    switch (outcome.kind) {
+      case 'accepted':
+        request.log.info(outcome.counts, 'batch accepted')
+        return reply.code(200).send(outcome.counts)
+      case 'bad-envelope':
+        throw new Errors.BadEnvelope(outcome.reason)
+      case 'rejected': {
+        const error = new Errors.InvalidMessages()
+        return reply.code(422).send({ statusCode: 422, code: error.code, error: error.message, messages: outcome.errors })
+      }
+      case 'unavailable':
+        throw new Errors.Unavailable(outcome.reason)
+      default: {
+        const unreachable: never = outcome
+        throw new Error(`unhandled outcome ${JSON.stringify(unreachable)}`)
+      }
+    }
+  })
+}
+
+export default webhook

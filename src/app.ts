@@ -1,0 +1,39 @@
+import helmet from '@fastify/helmet'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
+import health from '../routes/health.ts'
+import webhook from '../routes/webhook.ts'
+import type { Config } from './config.ts'
+import type { Ingest } from './ingest/ingest.ts'
+
+export interface AppDeps {
+  logger: Logger
+  ingest: Ingest
+  tokens: readonly string[]
+  /** Why the service cannot accept changes right now, or null when it can. */
+  notReadyReason: () => string | null
+}
+
+/** The HTTP side, ready to `inject` or `listen`. It never touches `process`. */
+export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyInstance> {
+  if (deps.tokens.length === 0) throw new Error('no webhook token: the endpoint is never open without one')
+
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    bodyLimit: config.BODY_LIMIT,
+    requestIdHeader: 'x-request-id',
+    // Sequin waits 30 s by default; answer (503, so it retries) well before it gives up.
+    connectionTimeout: 60_000,
+    return503OnClosing: true,
+  })
+
+  await app.register(helmet)
+  await app.register(health, { notReadyReason: deps.notReadyReason })
+  await app.register(webhook, {
+    prefix: '/webhooks',
+    tokens: deps.tokens,
+    ingest: deps.ingest,
+    isReady: () => deps.notReadyReason() === null,
+  })
+  return app
+}

@@ -1,0 +1,76 @@
+import { fileURLToPath } from 'node:url'
+import { z } from 'zod'
+
+/** Project root: config defaults (jobs/, .data/) are relative to it, not to the cwd. */
+export const projectRoot = fileURLToPath(new URL('..', import.meta.url))
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+const SIZES: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }
+
+/** `1500`, `30s`, `7d` → milliseconds. A bare number is read in `bareUnit`. */
+function duration (bareUnit: keyof typeof UNITS) {
+  return z.string().trim().toLowerCase().transform((text, ctx) => {
+    const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text)
+    if (!match) {
+      ctx.addIssue({ code: 'custom', message: `expected a duration like 30s, 15m, 7d; got "${text}"` })
+      return z.NEVER
+    }
+    return Math.round(Number(match[1]) * UNITS[match[2] ?? bareUnit]!)
+  })
+}
+
+/** `1048576`, `64mb` → bytes. */
+const size = z.string().trim().toLowerCase().transform((text, ctx) => {
+  const match = /^(\d+)(b|kb|mb|gb)?$/.exec(text)
+  if (!match) {
+    ctx.addIssue({ code: 'custom', message: `expected a size like 64mb or 1048576; got "${text}"` })
+    return z.NEVER
+  }
+  return Number(match[1]) * SIZES[match[2] ?? 'b']!
+})
+
+const list = z.string().transform((text) => text.split(',').map((item) => item.trim()).filter(Boolean))
+const bool = z.enum(['true', 'false', '1', '0']).transform((text) => text === 'true' || text === '1')
+const int = (min: number) => z.coerce.number().int().min(min)
+
+const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  HOST: z.string().default('0.0.0.0'),
+  PORT: int(0).max(65535).default(3000),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  REDIS_URL: z.string().url().optional(),
+  REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, _ and - only').default('changeflow'),
+  SEQUIN_WEBHOOK_TOKENS: list.default([]),
+  JOBS_DIR: z.string().default(`${projectRoot}jobs`),
+  DATA_DIR: z.string().default(`${projectRoot}.data`),
+  BODY_LIMIT: size.default(64 * 1024 ** 2),
+  DEDUP_TTL: duration('s').default(7 * UNITS.d!),
+  ENQUEUE_TIMEOUT: duration('ms').default(5_000),
+  INVALID_MESSAGES: z.enum(['quarantine', 'reject']).default('quarantine'),
+  WORKER_CONCURRENCY: int(1).default(8),
+  STEP_ATTEMPTS: int(1).default(5),
+  STEP_BACKOFF: duration('ms').default(1_000),
+  KEEP_COMPLETED: int(0).default(1_000),
+  KEEP_COMPLETED_AGE: duration('s').default(UNITS.d!),
+  LOCK_DURATION: duration('ms').default(30_000),
+  MAX_STALLED_COUNT: int(0).default(3),
+  SHUTDOWN_GRACE: duration('ms').default(25_000),
+  EMBEDDED_REDIS: bool.default(true),
+})
+
+export type Config = Readonly<z.infer<typeof envSchema>>
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+/** Parses the environment once. Nothing else in the project reads `process.env`. */
+export function loadConfig (env: Record<string, string | undefined>): Config {
+  const defined = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''))
+  const parsed = envSchema.safeParse(defined)
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`)
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`)
+  }
+  return Object.freeze(parsed.data)
+}

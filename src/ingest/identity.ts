@@ -1,0 +1,42 @@
+import { createHash } from 'node:crypto'
+import type { SequinMetadata } from '../sequin/message.ts'
+
+function digest (...parts: string[]): string {
+  // 132 bits of SHA-256 in base64url: URL-safe, never ':' and never all digits once prefixed.
+  return createHash('sha256').update(parts.join('\n')).digest('base64url').slice(0, 22)
+}
+
+/**
+ * A change is (source database, idempotency key): two sinks on one database deliver the same
+ * change with the same key, so it must start its workflows once. Old servers without
+ * `idempotency_key` get the key Sequin itself derives: base64 of `lsn:idx`.
+ */
+export function changeIdentity (metadata: SequinMetadata): { source: string, key: string } {
+  const source = metadata.database?.id ?? metadata.database_name ?? metadata.database?.name ?? ''
+  const key = metadata.idempotency_key ??
+    Buffer.from(`${metadata.commit_lsn}:${metadata.commit_idx}`).toString('base64')
+  return { source, key }
+}
+
+export function changeId (metadata: SequinMetadata): string {
+  const { source, key } = changeIdentity(metadata)
+  return digest('change', source, key)
+}
+
+export function runId (change: string, workflow: string): string {
+  return digest('run', change, workflow)
+}
+
+/** A BullMQ job id: `<step>.<run>`, unique within the workflow's queue. */
+export function stepJobId (run: string, step: string): string {
+  return `${step}.${run}`
+}
+
+/** What a step passes to providers so that a re-run never repeats the side effect. */
+export function idempotencyKey (workflow: string, step: string, change: string): string {
+  return `changeflow.${workflow}.${step}.${change}`
+}
+
+export function quarantineJobId (raw: string): string {
+  return `q.${digest('quarantine', raw)}`
+}

@@ -1,0 +1,88 @@
+import type { Logger } from 'pino'
+import type { Config } from '../config.ts'
+import type { Keyspace } from '../keys.ts'
+import type { ScriptedRedis } from '../redis/scripts.ts'
+import { readEnvelope } from '../sequin/message.ts'
+import type { Workflow } from '../workflows/define.ts'
+import { commitPlan } from './commit.ts'
+import { planBatch, type JobOptions, type Rejection } from './plan.ts'
+
+export interface Counts {
+  accepted: number
+  duplicates: number
+  unmatched: number
+  quarantined: number
+  jobs: number
+}
+
+export type IngestOutcome =
+  | { kind: 'accepted', counts: Counts }
+  | { kind: 'bad-envelope', reason: string }
+  | { kind: 'rejected', errors: Rejection[] }
+  | { kind: 'unavailable', reason: string }
+
+export interface Ingest {
+  (body: unknown, log: Pick<Logger, 'warn'>): Promise<IngestOutcome>
+}
+
+export interface IngestDeps {
+  redis: ScriptedRedis
+  keys: Keyspace
+  workflows: readonly Workflow[]
+  jobOptions: JobOptions
+  config: Pick<Config, 'DEDUP_TTL' | 'ENQUEUE_TIMEOUT' | 'INVALID_MESSAGES'>
+}
+
+class Deadline extends Error {}
+
+function withDeadline<T> (work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Deadline(`enqueue took longer than ${ms} ms`)), ms)
+  })
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer))
+}
+
+export function createIngest ({ redis, keys, workflows, jobOptions, config }: IngestDeps): Ingest {
+  const warnedTables = new Set<string>()
+
+  return async function ingest (body, log) {
+    const envelope = readEnvelope(body)
+    if (!envelope.ok) return { kind: 'bad-envelope', reason: envelope.reason }
+
+    const now = new Date()
+    const plan = planBatch(envelope.messages, workflows, jobOptions, now)
+    for (const table of plan.unknownChanges) {
+      if (warnedTables.has(table)) continue
+      warnedTables.add(table)
+      log.warn({ table }, `updates to ${table} arrive with empty "changes", so change.changed() cannot tell which columns changed: run ALTER TABLE ${table} REPLICA IDENTITY FULL`)
+    }
+    if (plan.quarantine.length > 0 && config.INVALID_MESSAGES === 'reject') {
+      return { kind: 'rejected', errors: plan.quarantine.map(({ index, issues }) => ({ index, issues })) }
+    }
+
+    let committed
+    try {
+      committed = await withDeadline(commitPlan(redis, keys, plan, config.DEDUP_TTL, now.getTime()), config.ENQUEUE_TIMEOUT)
+    } catch (error) {
+      // The script is atomic: whether or not it ran, Sequin's redelivery finishes the job.
+      log.warn({ err: error }, 'enqueue failed; answering 503 so that Sequin redelivers')
+      return { kind: 'unavailable', reason: error instanceof Deadline ? 'redis too slow' : 'redis unavailable' }
+    }
+
+    for (const entry of plan.quarantine) {
+      log.warn({ index: entry.index, reason: entry.name, job: entry.id, issues: entry.issues }, 'message quarantined')
+    }
+    const accepted = committed.accepted.filter(Boolean).length
+    return {
+      kind: 'accepted',
+      counts: {
+        accepted,
+        duplicates: committed.accepted.length - accepted,
+        unmatched: plan.unmatched,
+        quarantined: plan.quarantine.length,
+        jobs: committed.jobs,
+      },
+    }
+  }
+}

@@ -1,0 +1,75 @@
+import { join } from 'node:path'
+import closeWithGrace from 'close-with-grace'
+import { ConfigError, loadConfig } from '../config.ts'
+import { createLogger } from '../logger.ts'
+import { redisAnswers } from '../redis/connection.ts'
+import { RedisNotFoundError, startEmbeddedRedis, type EmbeddedRedis } from '../redis/embedded.ts'
+import { createWeb, createWorker } from '../runtime/services.ts'
+import { resolveTokens, tokenBanner } from '../runtime/tokens.ts'
+import { loadWorkflows, WorkflowLoadError } from '../workflows/load.ts'
+
+export type Role = 'all' | 'web' | 'worker'
+
+const DEFAULT_REDIS = 'redis://127.0.0.1:6379'
+
+/** The only place that touches the process: environment, signals, exit codes, listen. */
+export async function run (role: Role): Promise<void> {
+  let config
+  try {
+    config = loadConfig(process.env)
+  } catch (error) {
+    return fail(error)
+  }
+  const logger = createLogger(config)
+  const closers: Array<() => Promise<void>> = []
+  let embedded: EmbeddedRedis | undefined
+
+  try {
+    const workflows = await loadWorkflows(config.JOBS_DIR)
+    logger.info({ jobsDir: config.JOBS_DIR, workflows: workflows.map((workflow) => workflow.name) }, 'workflows loaded')
+
+    let redisUrl = config.REDIS_URL
+    if (!redisUrl) {
+      if (await redisAnswers(DEFAULT_REDIS)) redisUrl = DEFAULT_REDIS
+      else if (role === 'all' && config.EMBEDDED_REDIS) {
+        embedded = await startEmbeddedRedis(join(config.DATA_DIR, 'redis'), process.env.PATH ?? '', logger)
+        redisUrl = embedded.url
+      } else {
+        throw new ConfigError('REDIS_URL is not set and nothing answers on 127.0.0.1:6379. Separate web and worker processes must share one Redis: set REDIS_URL for both (npm start alone can run a private one).')
+      }
+    }
+
+    if (role !== 'worker') {
+      const { tokens, generatedFile } = await resolveTokens(config)
+      const web = await createWeb({ config, logger, redisUrl, workflows, tokens })
+      closers.push(web.close)
+      await web.app.listen({ host: config.HOST, port: config.PORT })
+      if (generatedFile) process.stderr.write(tokenBanner(tokens[0]!, generatedFile, config.PORT))
+    }
+    if (role !== 'web') {
+      const worker = createWorker({ config, logger, redisUrl, workflows })
+      closers.unshift(worker.close)
+      logger.info({ concurrency: config.WORKER_CONCURRENCY }, 'workers started')
+    }
+  } catch (error) {
+    for (const close of closers) await close().catch(() => {})
+    await embedded?.stop()
+    return fail(error)
+  }
+
+  // Web closes first (503 to new requests, in-flight ones finish), then workers finish their
+  // active steps; past SHUTDOWN_GRACE the process exits and stall recovery re-runs what was cut.
+  closeWithGrace({ delay: config.SHUTDOWN_GRACE, logger }, async ({ signal, err }) => {
+    if (err) logger.error({ err }, 'shutting down after an error')
+    else logger.info({ signal }, 'shutting down')
+    for (const close of closers.reverse()) await close()
+    await embedded?.stop()
+    logger.info('stopped')
+  })
+}
+
+function fail (error: unknown): void {
+  const known = error instanceof ConfigError || error instanceof WorkflowLoadError || error instanceof RedisNotFoundError
+  process.stderr.write(`changeflow cannot start: ${known ? (error as Error).message : (error as Error)?.stack ?? String(error)}\n`)
+  process.exitCode = 1
+}

@@ -1,0 +1,15 @@
+-- Records that step `index` of a run completed and releases the run's next step, atomically.
+-- A step re-run after this (stall recovery after a crash) finds the record and does nothing.
+--
+-- KEYS[1]: the run's hash; KEYS[2..10]: the workflow queue's add-job keys.
+-- ARGV: index, result JSON, run retention ms, now, queue prefix,
+--       then for the next step (absent when this was the last): job id, name, data, opts JSON.
+local field = 'r' .. ARGV[1]
+if rcall('HSETNX', KEYS[1], field, ARGV[2]) == 0 then return 0 end
+rcall('PEXPIRE', KEYS[1], ARGV[3])
+if ARGV[6] then
+  addJob(queueKeys(2), ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[4]))
+else
+  rcall('HSET', KEYS[1], 'done', ARGV[4])
+end
+return 1

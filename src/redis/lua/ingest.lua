@@ -1,0 +1,36 @@
+-- Accepts one batch atomically: a change is recorded as seen and its jobs are added together,
+-- or not at all. A change already seen (within the dedup horizon) adds nothing.
+--
+-- ARGV[1]: plan JSON
+--   now: ms timestamp (string)   ttl: dedup horizon in ms   opts: { optsJson, ... }
+--   queues: { { k = first KEYS index of the queue's 9 keys, p = queue key prefix }, ... }
+--   changes: { { s = KEYS index of the seen key, j = { job, ... } }, ... }
+--   quarantine: { job, ... }
+--   job: { q = queue index, id = job id, n = job name, d = ARGV index of data, o = opts index }
+-- Returns: one flag a change, 1 = accepted, 0 = duplicate; then the number of jobs added.
+local plan = cjson.decode(ARGV[1])
+local now = tonumber(plan.now)
+local qks = {}
+for i, q in ipairs(plan.queues) do qks[i] = queueKeys(q.k) end
+
+local added = 0
+local function add(job)
+  local q = plan.queues[job.q]
+  if addJob(qks[job.q], q.p, job.id, job.n, ARGV[job.d], plan.opts[job.o], now) == job.id then
+    added = added + 1
+  end
+end
+
+local flags = {}
+for i, change in ipairs(plan.changes) do
+  if rcall('SET', KEYS[change.s], now, 'NX', 'PX', plan.ttl) then
+    flags[i] = 1
+    for _, job in ipairs(change.j) do add(job) end
+  else
+    flags[i] = 0
+  end
+end
+for _, job in ipairs(plan.quarantine) do add(job) end
+
+flags[#flags + 1] = added
+return flags

@@ -1,0 +1,95 @@
+import { z } from 'zod'
+
+/**
+ * One Sequin change message, as its HTTP sink sends it (sequin-http-sink.md, b.1–b.6).
+ * Unknown fields are kept (Sequin adds metadata over time); only what we rely on is checked.
+ */
+const annotated = z.looseObject({ annotations: z.record(z.string(), z.unknown()).nullish() })
+
+const metadataSchema = z.looseObject({
+  table_schema: z.string().min(1),
+  table_name: z.string().min(1),
+  commit_timestamp: z.iso.datetime({ offset: true, local: true }),
+  // null on `read` (backfill) messages; missing on servers older than mid-2025.
+  commit_lsn: z.number().int().nonnegative().nullish(),
+  commit_idx: z.number().int().nonnegative().nullish(),
+  idempotency_key: z.string().min(1).nullish(),
+  record_pks: z.array(z.union([z.string(), z.number()]).transform(String)).nullish(),
+  database_name: z.string().nullish(),
+  transaction_annotations: z.unknown().optional(),
+  enrichment: z.unknown().optional(),
+  consumer: annotated.extend({ id: z.string(), name: z.string() }).nullish(),
+  database: annotated.extend({
+    id: z.string(),
+    name: z.string(),
+    database: z.string().nullish(),
+    hostname: z.string().nullish(),
+  }).nullish(),
+})
+
+export const actions = ['insert', 'update', 'delete', 'read'] as const
+export type Action = (typeof actions)[number]
+
+export const messageSchema = z.looseObject({
+  action: z.enum(actions),
+  record: z.record(z.string(), z.unknown()),
+  changes: z.record(z.string(), z.unknown()).nullish().transform((changes) => changes ?? null),
+  metadata: metadataSchema,
+}).superRefine((message, ctx) => {
+  const { idempotency_key: key, commit_lsn: lsn, commit_idx: idx } = message.metadata
+  if (!key && (lsn == null || idx == null)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['metadata', 'idempotency_key'],
+      message: 'a change needs metadata.idempotency_key, or commit_lsn and commit_idx to derive it',
+    })
+  }
+})
+
+export type SequinMessage = z.infer<typeof messageSchema>
+export type SequinMetadata = SequinMessage['metadata']
+
+export interface MessageIssue {
+  path: string
+  message: string
+}
+
+export type ParsedMessage =
+  | { ok: true, message: SequinMessage }
+  | { ok: false, issues: MessageIssue[] }
+
+export function parseMessage (value: unknown): ParsedMessage {
+  const result = messageSchema.safeParse(value)
+  if (result.success) return { ok: true, message: result.data }
+  const issues = result.error.issues.slice(0, 10).map((issue) => ({
+    path: issue.path.map(String).join('.') || '(message)',
+    message: issue.message,
+  }))
+  return { ok: false, issues }
+}
+
+export type Envelope =
+  | { ok: true, batched: boolean, messages: unknown[] }
+  | { ok: false, reason: string }
+
+/**
+ * Batched bodies are exactly `{"data": [...]}`. Any other JSON value is one bare message
+ * (batching off, or via-SQS mode); with a Sequin transform that may be any JSON value, which then
+ * fails the message schema and is quarantined rather than refused. A top-level array, or a
+ * `data` wrapper that holds no messages, is neither shape.
+ */
+export function readEnvelope (body: unknown): Envelope {
+  if (Array.isArray(body)) {
+    return { ok: false, reason: 'body is a JSON array: wrap messages as {"data": [...]}' }
+  }
+  if (body !== null && typeof body === 'object') {
+    const keys = Object.keys(body)
+    if (keys.length === 1 && keys[0] === 'data') {
+      const data = (body as { data: unknown }).data
+      if (!Array.isArray(data)) return { ok: false, reason: '"data" must be an array of messages' }
+      if (data.length === 0) return { ok: false, reason: '"data" holds no messages' }
+      return { ok: true, batched: true, messages: data }
+    }
+  }
+  return { ok: true, batched: false, messages: [body] }
+}

@@ -1,0 +1,40 @@
+import { UnrecoverableError, type Job } from 'bullmq'
+import type { Keyspace } from '../keys.ts'
+import { commitPlan } from '../ingest/commit.ts'
+import { planBatch, type JobOptions } from '../ingest/plan.ts'
+import type { ScriptedRedis } from '../redis/scripts.ts'
+import type { Workflow } from '../workflows/define.ts'
+
+export interface QuarantineJobData {
+  reason: string
+  index: number
+  issues: Array<{ path: string, message: string }>
+  receivedAt: string
+  message?: unknown
+}
+
+export interface QuarantineDeps {
+  redis: ScriptedRedis
+  keys: Keyspace
+  workflows: readonly Workflow[]
+  jobOptions: JobOptions
+  dedupTtlMs: number
+}
+
+/**
+ * A quarantined message is a job that re-ingests itself. The first attempt fails with the
+ * message's errors, which is how it stays visible in the dashboard; retrying it after a fix
+ * (to the workflow code, or to the Sequin transform that reshaped it) re-drives it through
+ * validation, routing and the same deduplication as the webhook.
+ */
+export function createQuarantineRunner ({ redis, keys, workflows, jobOptions, dedupTtlMs }: QuarantineDeps) {
+  return async function redrive (job: Job<QuarantineJobData>) {
+    const plan = planBatch([job.data.message], workflows, jobOptions, new Date())
+    const rejected = plan.quarantine[0]
+    if (rejected) {
+      throw new UnrecoverableError(`${rejected.name}: ${rejected.issues.map((issue) => `${issue.path}: ${issue.message}`).join('; ')}`)
+    }
+    const committed = await commitPlan(redis, keys, plan, dedupTtlMs, Date.now())
+    return { accepted: committed.accepted.filter(Boolean).length, unmatched: plan.unmatched, jobs: committed.jobs }
+  }
+}

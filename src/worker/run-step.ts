@@ -1,0 +1,88 @@
+import { UnrecoverableError, type Job } from 'bullmq'
+import type { Logger } from 'pino'
+import type { Keyspace } from '../keys.ts'
+import { idempotencyKey, stepJobId } from '../ingest/identity.ts'
+import type { JobOptions, StepJobData } from '../ingest/plan.ts'
+import type { ScriptedRedis } from '../redis/scripts.ts'
+import { toChange } from '../workflows/change.ts'
+import { PermanentError, type Workflow } from '../workflows/define.ts'
+
+export interface StepRunnerDeps {
+  redis: ScriptedRedis
+  keys: Keyspace
+  workflows: readonly Workflow[]
+  jobOptions: JobOptions
+  /** How long a run's step results are kept: as long as its change is deduplicated. */
+  runTtlMs: number
+  log: Logger
+}
+
+function toJson (value: unknown, step: string): string {
+  try {
+    return JSON.stringify(value ?? null) ?? 'null'
+  } catch (error) {
+    throw new PermanentError(`step ${step} returned a value that is not JSON: ${(error as Error).message}`)
+  }
+}
+
+/**
+ * The processor of every workflow queue. A step runs, then one script records its result and
+ * releases the next step. If the worker dies after that script but before BullMQ marks the job
+ * completed, the re-run finds the result and returns it without running the step again.
+ */
+export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs, log }: StepRunnerDeps) {
+  const byName = new Map(workflows.map((workflow) => [workflow.name, workflow]))
+
+  return async function runStep (job: Job<StepJobData>): Promise<unknown> {
+    const data = job.data
+    const workflow = byName.get(data.workflow)
+    const step = workflow?.steps[data.stepIndex]
+    if (!workflow || !step || step.name !== data.step) {
+      throw new UnrecoverableError(`workflow ${data.workflow} has no step ${data.step} at position ${data.stepIndex + 1} (was it changed while this run was in flight?)`)
+    }
+
+    const runKey = keys.run(data.run)
+    const stored = await redis.hgetall(runKey)
+    const done = stored[`r${data.stepIndex}`]
+    if (done !== undefined) return JSON.parse(done)
+
+    const results: Record<string, unknown> = {}
+    workflow.steps.slice(0, data.stepIndex).forEach((earlier, i) => {
+      const json = stored[`r${i}`]
+      if (json !== undefined) results[earlier.name] = JSON.parse(json)
+    })
+    const stepLog = log.child({
+      workflow: workflow.name,
+      step: step.name,
+      run: data.run,
+      table: data.table,
+      key: data.key,
+      action: data.action,
+      jobId: job.id,
+    })
+    const attempt = job.attemptsMade + 1
+    const started = performance.now()
+    stepLog.debug({ attempt }, 'step started')
+
+    const result = await step.run({
+      change: toChange(data.change),
+      results,
+      attempt,
+      log: stepLog,
+      idempotencyKey: idempotencyKey(workflow.name, step.name, data.changeId),
+      workflow: workflow.name,
+      step: step.name,
+    })
+
+    const next = workflow.steps[data.stepIndex + 1]
+    const { keys: queueKeys, prefix } = keys.addJobKeys(workflow.name)
+    const argv: Array<string | number> = [data.stepIndex, toJson(result, step.name), runTtlMs, Date.now(), prefix]
+    if (next) {
+      const nextData: StepJobData = { ...data, step: next.name, stepIndex: data.stepIndex + 1 }
+      argv.push(stepJobId(data.run, next.name), next.name, JSON.stringify(nextData), jobOptions.step(workflow.name, next.name))
+    }
+    await redis.cfAdvance(1 + queueKeys.length, runKey, ...queueKeys, ...argv)
+    stepLog.info({ attempt, ms: Math.round(performance.now() - started), next: next?.name ?? null }, 'step completed')
+    return result
+  }
+}

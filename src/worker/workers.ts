@@ -1,0 +1,53 @@
+import { Worker, type Job } from 'bullmq'
+import type { Redis } from 'ioredis'
+import type { Logger } from 'pino'
+import type { Config } from '../config.ts'
+import { QUARANTINE_QUEUE } from '../keys.ts'
+import { createQuarantineRunner, type QuarantineDeps } from './quarantine.ts'
+import { createStepRunner, type StepRunnerDeps } from './run-step.ts'
+
+export type WorkerConfig = Pick<Config, 'WORKER_CONCURRENCY' | 'LOCK_DURATION' | 'MAX_STALLED_COUNT'>
+
+export interface Workers {
+  readonly workers: readonly Worker[]
+  /** Stops taking jobs and waits for active ones (BullMQ's graceful close). */
+  close (): Promise<void>
+}
+
+/**
+ * One BullMQ worker per workflow queue, plus the quarantine's. `connection` must be created with
+ * `maxRetriesPerRequest: null` so a Redis outage pauses workers instead of failing them.
+ */
+export function startWorkers (config: WorkerConfig, connection: Redis, deps: StepRunnerDeps & QuarantineDeps): Workers {
+  const log: Logger = deps.log
+  const common = {
+    connection,
+    prefix: deps.keys.bullPrefix,
+    concurrency: config.WORKER_CONCURRENCY,
+    lockDuration: config.LOCK_DURATION,
+    maxStalledCount: config.MAX_STALLED_COUNT,
+  }
+  const runStep = createStepRunner(deps)
+  const workers: Worker[] = deps.workflows.map((workflow) => new Worker(workflow.name, runStep, common))
+  workers.push(new Worker(QUARANTINE_QUEUE, createQuarantineRunner(deps), { ...common, concurrency: 1 }))
+
+  for (const worker of workers) {
+    worker.on('failed', (job: Job | undefined, error: Error) => {
+      if (!job) return
+      const attempts = job.opts.attempts ?? 1
+      const final = job.attemptsMade >= attempts || error.name === 'UnrecoverableError' || error.name === 'PermanentError'
+      const fields = { queue: worker.name, jobId: job.id, step: job.name, attempt: job.attemptsMade, attempts, err: error }
+      if (worker.name === QUARANTINE_QUEUE) log.warn(fields, 'quarantined message still invalid')
+      else if (final) log.error(fields, 'step failed for good: its run stops here until an operator retries it')
+      else log.warn(fields, 'step failed; it will be retried with backoff')
+    })
+    worker.on('error', (error) => log.error({ queue: worker.name, err: error }, 'worker error'))
+  }
+
+  return {
+    workers,
+    async close () {
+      await Promise.all(workers.map((worker) => worker.close()))
+    },
+  }
+}

@@ -1,0 +1,84 @@
+import { UnrecoverableError } from 'bullmq'
+import type { Logger } from 'pino'
+import { z } from 'zod'
+import { actions, type Action } from '../sequin/message.ts'
+import type { Change } from './change.ts'
+
+export interface Backoff {
+  type: 'exponential' | 'fixed'
+  /** Milliseconds: the first wait (exponential doubles it each retry) or every wait (fixed). */
+  delay: number
+}
+
+export interface StepContext {
+  readonly change: Change
+  /** JSON return values of the run's earlier steps, by step name. */
+  readonly results: Readonly<Record<string, unknown>>
+  /** 1 on the first execution, 2 on the first retry, and so on. */
+  readonly attempt: number
+  readonly log: Logger
+  /**
+   * Stable per (change, workflow, step): the same on every retry, re-run, replica and redelivery.
+   * Pass it to providers (payments, email) so their side effect happens once.
+   */
+  readonly idempotencyKey: string
+  readonly workflow: string
+  readonly step: string
+}
+
+export interface Step {
+  name: string
+  run: (ctx: StepContext) => unknown
+  attempts?: number
+  backoff?: Backoff
+}
+
+export interface Workflow {
+  /** Unique, `[a-z0-9-]+`; also the name of its queue in the dashboard. */
+  name: string
+  /** `table_name`, or `schema.table`. */
+  table: string
+  on: readonly Action[]
+  when?: (change: Change) => boolean
+  steps: readonly Step[]
+}
+
+/** A step failure that retrying cannot fix: the step fails at once, without further attempts. */
+export class PermanentError extends UnrecoverableError {
+  override name = 'PermanentError'
+}
+
+const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/
+const RESERVED = new Set(['quarantine'])
+
+const stepSchema = z.object({
+  name: z.string().regex(NAME, 'step names are [a-z0-9-]+, starting with a letter or digit'),
+  run: z.custom<Step['run']>((value) => typeof value === 'function', 'run must be a function'),
+  attempts: z.number().int().min(1).max(1000).optional(),
+  backoff: z.object({
+    type: z.enum(['exponential', 'fixed']),
+    delay: z.number().int().min(0),
+  }).optional(),
+})
+
+export const workflowSchema = z.object({
+  name: z.string()
+    .regex(NAME, 'workflow names are [a-z0-9-]+, starting with a letter or digit')
+    .refine((name) => !RESERVED.has(name), 'this name is reserved'),
+  table: z.string().regex(/^[^.\s]+(\.[^.\s]+)?$/, 'table is "table_name" or "schema.table"'),
+  on: z.array(z.enum(actions)).min(1, 'on lists at least one action'),
+  when: z.custom<NonNullable<Workflow['when']>>((value) => typeof value === 'function', 'when must be a function').optional(),
+  steps: z.array(stepSchema).min(1, 'a workflow needs at least one step')
+    .refine((steps) => new Set(steps.map((step) => step.name)).size === steps.length, 'step names must be unique'),
+}).strict()
+
+/** Types a workflow and checks its shape; a plain object of the same shape works as well. */
+export function defineWorkflow (workflow: Workflow): Workflow {
+  const parsed = workflowSchema.safeParse(workflow)
+  if (!parsed.success) throw new Error(describeIssues(parsed.error))
+  return workflow
+}
+
+export function describeIssues (error: z.ZodError): string {
+  return error.issues.map((issue) => `${issue.path.join('.') || '(workflow)'}: ${issue.message}`).join('; ')
+}
