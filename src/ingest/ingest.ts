@@ -35,6 +35,18 @@ export interface IngestDeps {
 
 class Deadline extends Error {}
 
+const CONNECTION_TROUBLE = /Connection is closed|enableOfflineQueue|Stream isn't writeable|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|LOADING|MASTERDOWN|READONLY|NOREPLICAS|CLUSTERDOWN/
+
+/** Redis cannot be reached, or not in time: Sequin should retry soon. Anything else is a bug. */
+function unavailability (error: unknown, redis: ScriptedRedis): string | null {
+  if (error instanceof Deadline) return 'redis too slow'
+  const message = (error as Error)?.message ?? ''
+  if (redis.status !== 'ready' || (error as Error)?.name === 'MaxRetriesPerRequestError' || CONNECTION_TROUBLE.test(message)) {
+    return 'redis unavailable'
+  }
+  return null
+}
+
 function withDeadline<T> (work: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const deadline = new Promise<never>((_resolve, reject) => {
@@ -65,9 +77,11 @@ export function createIngest ({ redis, keys, workflows, jobOptions, config }: In
     try {
       committed = await withDeadline(commitPlan(redis, keys, plan, config.DEDUP_TTL, now.getTime()), config.ENQUEUE_TIMEOUT)
     } catch (error) {
-      // The script is atomic: whether or not it ran, Sequin's redelivery finishes the job.
+      // Whether or not the script ran, Sequin's redelivery completes the batch without doubles.
+      const reason = unavailability(error, redis)
+      if (reason === null) throw error
       log.warn({ err: error }, 'enqueue failed; answering 503 so that Sequin redelivers')
-      return { kind: 'unavailable', reason: error instanceof Deadline ? 'redis too slow' : 'redis unavailable' }
+      return { kind: 'unavailable', reason }
     }
 
     for (const entry of plan.quarantine) {

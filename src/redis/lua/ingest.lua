@@ -11,7 +11,11 @@
 local plan = cjson.decode(ARGV[1])
 local now = tonumber(plan.now)
 local qks = {}
-for i, q in ipairs(plan.queues) do qks[i] = queueKeys(q.k) end
+for i, q in ipairs(plan.queues) do
+  qks[i] = queueKeys(q.k)
+  local refused = checkQueueKeys(qks[i])
+  if refused then return refused end
+end
 
 local added = 0
 local function add(job)
@@ -21,11 +25,15 @@ local function add(job)
   end
 end
 
+-- Should a command still fail part-way, each change marks itself seen only after its jobs are
+-- in: an error can leave a change unmarked, for the redelivery to complete, but never marked
+-- without its jobs.
 local flags = {}
 for i, change in ipairs(plan.changes) do
-  if rcall('SET', KEYS[change.s], now, 'NX', 'PX', plan.ttl) then
-    flags[i] = 1
+  if rcall('EXISTS', KEYS[change.s]) == 0 then
     for _, job in ipairs(change.j) do add(job) end
+    rcall('SET', KEYS[change.s], now, 'PX', plan.ttl)
+    flags[i] = 1
   else
     flags[i] = 0
   end
