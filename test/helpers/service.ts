@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { Queue } from 'bullmq'
+import type { LightMyRequestResponse } from 'fastify'
 import { Redis } from 'ioredis'
 import pino from 'pino'
 import { loadConfig, type Config } from '../../src/config.ts'
@@ -33,7 +34,7 @@ export interface Service {
   worker?: Worker
   redis: Redis
   /** POST a body to the webhook with the test token (or the given headers). */
-  post (body: unknown, headers?: Record<string, string>): ReturnType<Web['app']['inject']>
+  post (body: unknown, headers?: Record<string, string>): Promise<LightMyRequestResponse>
   queue (name: string): Queue
   /** Every key this service wrote starts with this. */
   keyPattern: string

@@ -3,12 +3,16 @@ import t from 'tap'
 import { projectRoot } from '../../../src/config.ts'
 import { loadWorkflows, WorkflowLoadError } from '../../../src/workflows/load.ts'
 
+function literal (name: string, table = 'orders'): string {
+  return `{ name: '${name}', table: '${table}', on: ['insert'], steps: [{ name: 's', run: () => 1 }] }`
+}
+
 function module (name: string, table = 'orders'): string {
-  return `export default { name: '${name}', table: '${table}', on: ['insert'], steps: [{ name: 's', run: () => 1 }] }\n`
+  return `export default ${literal(name, table)}\n`
 }
 
 function workflowList (names: string[]): string {
-  return `export default [${names.map((n) => `{ name: '${n}', table: 'users', on: ['update'], steps: [{ name: 's', run: () => 1 }] }`).join(', ')}]\n`
+  return `export default [${names.map((name) => literal(name, 'users')).join(', ')}]\n`
 }
 
 t.test('loads every workflow module, sorted by file name', async (t) => {
@@ -60,16 +64,19 @@ t.test('duplicate names within one file are refused', async (t) => {
 t.test('load failures name the file', async (t) => {
   const cases: Array<[string, string, RegExp]> = [
     ['an invalid workflow', 'export default { name: "Bad Name", table: "orders", on: ["insert"], steps: [] }\n', /invalid workflow: .*name: /],
-    ['an invalid workflow in a list', `export default [${module('ok').slice(15, -1)}, { name: 'x' }]\n`, /invalid workflow/],
+    ['an invalid workflow in a list', `export default [${literal('ok')}, { name: 'x' }]\n`, /invalid workflow/],
     ['no default export', 'export const workflow = {}\n', /has no default export/],
     ['a module that throws at import', 'throw new Error("boom at import")\n', /cannot load: boom at import/],
     ['a syntax error', 'export default {\n', /cannot load/],
   ]
   for (const [label, source, message] of cases) {
-    const dir = t.testdir({ 'a-fine.mjs': module('fine'), 'broken.mjs': source })
-    const error = await t.rejects(loadWorkflows(dir), WorkflowLoadError, label) as unknown as Error
-    t.match(error.message, message, `${label}: says why`)
-    t.ok(error.message.startsWith(join(dir, 'broken.mjs')), `${label}: names the file`)
+    // one subtest each: a fresh folder, since ESM caches a module by its path
+    t.test(label, async (t) => {
+      const dir = t.testdir({ 'a-fine.mjs': module('fine'), 'broken.mjs': source })
+      const error = await t.rejects(loadWorkflows(dir), WorkflowLoadError) as unknown as Error
+      t.match(error.message, message, 'says why')
+      t.ok(error.message.startsWith(join(dir, 'broken.mjs')), 'names the file')
+    })
   }
 })
 
