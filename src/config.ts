@@ -31,12 +31,13 @@ const size = z.string().trim().toLowerCase().transform((text, ctx) => {
 
 const list = z.string().transform((text) => text.split(',').map((item) => item.trim()).filter(Boolean))
 const bool = z.enum(['true', 'false', '1', '0']).transform((text) => text === 'true' || text === '1')
-const int = (min: number) => z.coerce.number().int().min(min)
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.string().trim().regex(/^\d+$/, 'expected a whole number').transform(Number).pipe(z.number().int().min(min).max(max))
 
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   HOST: z.string().default('0.0.0.0'),
-  PORT: int(0).max(65535).default(3000),
+  PORT: int(0, 65535).default(3000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   REDIS_URL: z.string().url().optional(),
   REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, _ and - only').default('changeflow'),

@@ -58,8 +58,8 @@ const stepSchema = z.object({
   backoff: z.object({
     type: z.enum(['exponential', 'fixed']),
     delay: z.number().int().min(0),
-  }).optional(),
-})
+  }).strict().optional(),
+}).strict()
 
 export const workflowSchema = z.object({
   name: z.string()

@@ -29,7 +29,7 @@ export async function loadWorkflows (dir: string): Promise<readonly Workflow[]> 
     try {
       exported = (await import(pathToFileURL(path).href) as { default?: unknown }).default
     } catch (error) {
-      throw new WorkflowLoadError(`${path}: cannot load: ${(error as Error).message}`)
+      throw new WorkflowLoadError(`${path}: cannot load: ${error instanceof Error ? error.message : String(error)}`)
     }
     if (exported === undefined) throw new WorkflowLoadError(`${path}: has no default export (a workflow or an array of them)`)
     for (const candidate of Array.isArray(exported) ? exported : [exported]) {

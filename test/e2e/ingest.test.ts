@@ -118,3 +118,15 @@ t.test('the same change from two sinks on one database starts its workflows once
   t.match((await service.post({ data: [change] })).json(), { accepted: 1 })
   t.match((await service.post({ data: [otherSink] })).json(), { accepted: 0, duplicates: 1 })
 })
+
+t.test('updates with empty "changes" log one warning per table naming the fix', async (t) => {
+  const logs: string[] = []
+  const logged = await startService({ workers: false, logs })
+  t.teardown(() => logged.close())
+  const [update] = fixtureMessages('batch-orders-update-default-replica-identity')
+  for (const lsn of [6_000, 6_001, 6_002]) await logged.post({ data: [withIdentity(update!, lsn)] })
+  const warnings = logs.filter((line) => line.includes('REPLICA IDENTITY FULL'))
+  t.equal(warnings.length, 1)
+  t.match(warnings[0], 'ALTER TABLE public.orders REPLICA IDENTITY FULL')
+  t.notMatch(logs.join('\n'), 'Bearer', 'the token is not logged')
+})

@@ -5,6 +5,7 @@ import type { LightMyRequestResponse } from 'fastify'
 import { Redis } from 'ioredis'
 import pino from 'pino'
 import { loadConfig, type Config } from '../../src/config.ts'
+import { createLogger } from '../../src/logger.ts'
 import { createWeb, createWorker, type Web, type Worker } from '../../src/runtime/services.ts'
 import { loadWorkflows } from '../../src/workflows/load.ts'
 
@@ -26,6 +27,8 @@ export interface ServiceOptions {
   /** Start the workers in this process too (default true). */
   workers?: boolean
   redisUrl?: string
+  /** Collect the service's log lines (JSON text) here instead of discarding them. */
+  logs?: string[]
 }
 
 export interface Service {
@@ -56,7 +59,10 @@ export async function startService (options: ServiceOptions = {}): Promise<Servi
     LOG_LEVEL: 'silent',
     ...options.env,
   })
-  const logger = pino({ level: config.LOG_LEVEL })
+  const logs = options.logs
+  const logger = logs
+    ? createLogger({ LOG_LEVEL: 'info' }, { write: (line: string) => { logs.push(line) } })
+    : pino({ level: config.LOG_LEVEL })
   const workflows = await loadWorkflows(config.JOBS_DIR)
   const web = await createWeb({ config, logger, redisUrl, workflows, tokens: config.SEQUIN_WEBHOOK_TOKENS })
   const worker = options.workers === false ? undefined : createWorker({ config, logger, redisUrl, workflows })

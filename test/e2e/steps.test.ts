@@ -1,0 +1,112 @@
+import t from 'tap'
+import { executions, failures, reset } from '../fixtures/jobs/_recorder.ts'
+import { fixtureMessages, startService, waitFor, withIdentity } from '../helpers/service.ts'
+
+const service = await startService()
+t.teardown(() => service.close())
+t.beforeEach(() => reset())
+
+const insertTemplate = fixtureMessages('batch-orders-insert')[0]!
+
+/** An insert into `table` for row `id`: a fresh change each call. */
+let lsn = 10_000
+function insertInto (table: string, id: number) {
+  const message = withIdentity(insertTemplate, lsn++) as { record: Record<string, unknown>, metadata: Record<string, unknown> }
+  message.metadata.table_name = table
+  message.metadata.record_pks = [String(id)]
+  message.record = { id }
+  return message
+}
+
+t.test('the steps of a run execute in order, each seeing the results of the earlier ones', async (t) => {
+  const paid = withIdentity(fixtureMessages('batch-orders-update-paid')[0]!, lsn++)
+  t.match((await service.post({ data: [paid] })).json(), { accepted: 1, jobs: 1 })
+  await waitFor(() => executions.length === 3, 5_000, 'three steps')
+  t.same(executions.map((e) => e.step), ['one', 'two', 'three'])
+  t.same(executions[0]!.results, {})
+  t.same(executions[1]!.results, { one: { n: 1 } })
+  t.same(executions[2]!.results, { one: { n: 1 }, two: { n: 2 } })
+  const keys = executions.map((e) => e.idempotencyKey)
+  t.equal(new Set(keys).size, 3, 'an idempotency key per step')
+  t.ok(keys.every((key) => key.startsWith('changeflow.order-flow.')))
+
+  const queue = service.queue('order-flow')
+  const completed = await queue.getJobs(['completed'])
+  t.same(completed.map((job) => job.name).sort(), ['one', 'three', 'two'], 'each step was its own BullMQ job')
+  t.ok(completed.every((job) => !String(job.id).includes(':') && !/^\d+$/.test(String(job.id))))
+})
+
+t.test('a failing step is retried with backoff, then the run continues', async (t) => {
+  failures.set('flaky/7', 2)
+  await service.post({ data: [insertInto('flaky_things', 7)] })
+  await waitFor(() => executions.some((e) => e.step === 'after'), 5_000, 'the step after the flaky one')
+  t.same(executions.map((e) => [e.step, e.attempt]), [['try', 1], ['try', 2], ['try', 3], ['after', 1]])
+  t.same(executions.at(-1)!.results, { try: 'ok' })
+  const [job] = await service.queue('flaky').getJobs(['completed'], 0, 0)
+  t.ok(job, 'the flaky job completed')
+})
+
+t.test('a step that keeps failing exhausts its attempts and stays failed with its error', async (t) => {
+  failures.set('flaky/8', 10)
+  await service.post({ data: [insertInto('flaky_things', 8)] })
+  const queue = service.queue('flaky')
+  await waitFor(async () => (await queue.getJobCounts('failed')).failed === 1, 5_000, 'the failed job')
+  const [job] = await queue.getJobs(['failed'])
+  t.equal(job!.attemptsMade, 4, 'all four attempts')
+  t.match(job!.failedReason, 'transient failure')
+  t.notOk(executions.some((e) => e.step === 'after'), 'the run stopped at the failed step')
+})
+
+t.test('a PermanentError fails the step at once and the run stops there', async (t) => {
+  await service.post({ data: [insertInto('doomed_things', 1)] })
+  const queue = service.queue('doomed')
+  await waitFor(async () => (await queue.getJobCounts('failed')).failed === 1, 5_000, 'the failed job')
+  const [job] = await queue.getJobs(['failed'])
+  t.equal(job!.attemptsMade, 1, 'no retries although attempts is 5')
+  t.equal(job!.failedReason, 'card declined')
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.same(executions.map((e) => e.step), ['first'], 'the second step never ran')
+})
+
+t.test('invalid messages are quarantined with their error, the rest of the batch goes ahead', async (t) => {
+  const good = insertInto('users', 77)
+  const bad = { ...insertInto('users', 78), action: 'upsert' }
+  const reshaped = { id: 79, email: 'x@example.com' } // a Sequin transform's output
+  const response = await service.post({ data: [good, bad, reshaped] })
+  t.equal(response.statusCode, 200)
+  t.same(response.json(), { accepted: 1, duplicates: 0, unmatched: 0, quarantined: 2, jobs: 3 })
+  await waitFor(() => executions.some((e) => e.workflow === 'user-signup'), 5_000, 'the valid change')
+
+  const quarantine = service.queue('quarantine')
+  await waitFor(async () => (await quarantine.getJobCounts('failed')).failed === 2, 5_000, 'two quarantined messages')
+  const jobs = await quarantine.getJobs(['failed'])
+  const byIndex = new Map(jobs.map((job) => [job.data.index, job]))
+  t.match(byIndex.get(1)!.failedReason, /invalid-message: action/)
+  t.same(byIndex.get(1)!.data.message, bad, 'the message is kept as it came')
+  t.match(byIndex.get(2)!.failedReason, /metadata/)
+
+  const again = await service.post({ data: [bad] })
+  t.match(again.json(), { quarantined: 1 })
+  t.equal((await quarantine.getJobs(['failed', 'wait', 'active'])).length, 2, 'a redelivered invalid message is kept once')
+})
+
+t.test('a quarantined message is re-driven once it is valid', async (t) => {
+  const broken = insertInto('users', 90) as { metadata: Record<string, unknown> }
+  delete broken.metadata.table_name
+  await service.post({ data: [broken] })
+  const quarantine = service.queue('quarantine')
+  let job = (await quarantine.getJobs(['failed', 'wait', 'active'])).find((j) => j.data.message?.record?.id === 90)
+  t.ok(job)
+  await waitFor(async () => (await job!.getState()) === 'failed', 5_000, 'the quarantine attempt')
+
+  // The operator repairs the stored message (or deploys the fix) and retries the job.
+  broken.metadata.table_name = 'users'
+  await job!.updateData({ ...job!.data, message: broken })
+  await job!.retry('failed')
+  await waitFor(() => executions.some((e) => e.workflow === 'user-signup' && e.key === '90'), 5_000, 'the re-driven change')
+  job = await quarantine.getJob(job!.id!)
+  t.equal(await job!.getState(), 'completed')
+  t.match(job!.returnvalue, { accepted: 1, jobs: 1 })
+
+  t.match((await service.post({ data: [broken] })).json(), { duplicates: 1 }, 'the re-driven change is deduplicated like any other')
+})

@@ -1,0 +1,83 @@
+import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import { projectRoot } from '../../src/config.ts'
+import { freePort } from '../../src/redis/embedded.ts'
+import { startRedisServer } from '../helpers/redis-server.ts'
+import { fixture, waitFor } from '../helpers/service.ts'
+
+interface Running {
+  output: () => string
+  exited: Promise<number | null>
+  kill: (signal: NodeJS.Signals) => void
+}
+
+/** Runs an npm script of the project, as the README does. */
+function start (script: 'start' | 'web' | 'worker', env: Record<string, string>): Running {
+  const child = spawn('npm', ['run', '--silent', script], {
+    cwd: projectRoot,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own process group: signals go to npm and the service together, as Ctrl-C in a terminal does.
+    detached: true,
+  })
+  let output = ''
+  child.stdout.on('data', (chunk) => { output += chunk })
+  child.stderr.on('data', (chunk) => { output += chunk })
+  // 'close': the process exited and every process sharing its output (the service) is gone too.
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)))
+  const kill = (signal: NodeJS.Signals) => {
+    try { process.kill(-child.pid!, signal) } catch {}
+  }
+  return { output: () => output, exited, kill }
+}
+
+t.test('npm start: generates a token, runs a fixture through to completed steps, stops on SIGTERM', async (t) => {
+  const redis = await startRedisServer()
+  t.teardown(() => redis.stop())
+  const dataDir = t.testdir({})
+  const port = await freePort()
+  const service = start('start', { REDIS_URL: redis.url, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir })
+  t.teardown(() => service.kill('SIGKILL'))
+  await waitFor(() => service.output().includes('Server listening'), 15_000, 'the server to listen')
+
+  const token = readFileSync(join(dataDir, 'webhook-token'), 'utf8').trim()
+  t.match(service.output(), token, 'the generated token is printed for the newcomer')
+  t.match(service.output(), 'http_endpoint_path: "/webhooks/sequin"', 'with a Sequin sink snippet')
+
+  const response = await fetch(`http://127.0.0.1:${port}/webhooks/sequin`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify(fixture('batch-orders-update-paid')),
+  })
+  t.equal(response.status, 200)
+  const completed = () => service.output().split('\n').filter((line) => line.includes('"msg":"step completed"'))
+  await waitFor(() => completed().length === 3, 10_000, 'three completed steps in the log')
+  t.match(completed().at(-1), '"step":"send-receipt"', 'the last step of order-paid ran last')
+
+  service.kill('SIGTERM')
+  await service.exited // npm reports the signal; what matters is that the service shut down in order
+  t.match(service.output(), '"signal":"SIGTERM","msg":"shutting down"')
+  t.match(service.output(), '"msg":"stopped"')
+})
+
+t.test('production refuses to start without a webhook token', async (t) => {
+  const service = start('web', { NODE_ENV: 'production', REDIS_URL: 'redis://127.0.0.1:1', DATA_DIR: t.testdir({}) })
+  t.equal(await service.exited, 1)
+  t.match(service.output(), 'SEQUIN_WEBHOOK_TOKENS is required')
+})
+
+t.test('an invalid workflow stops startup with a message naming its file', async (t) => {
+  const jobs = t.testdir({ 'broken.mjs': 'export default { name: "Bad Name", table: "orders", on: ["insert"], steps: [] }' })
+  const service = start('worker', { JOBS_DIR: jobs, REDIS_URL: 'redis://127.0.0.1:1' })
+  t.equal(await service.exited, 1)
+  t.match(service.output(), join(jobs, 'broken.mjs'))
+  t.match(service.output(), 'workflow names are [a-z0-9-]+')
+})
+
+t.test('bad configuration stops startup naming the key', async (t) => {
+  const service = start('web', { PORT: 'eighty', DATA_DIR: t.testdir({}) })
+  t.equal(await service.exited, 1)
+  t.match(service.output(), 'PORT')
+})
