@@ -4,44 +4,43 @@ export const QUARANTINE_QUEUE = 'quarantine'
 
 /**
  * Every key lives under one hash tag, `{<prefix>}`, so each multi-key script touches a single
- * Redis Cluster slot. BullMQ's queues use the same tag as their prefix.
+ * Redis Cluster slot. BullMQ's queues use the same tag as their prefix. The Lua scripts build
+ * the same names (see lua/prelude.lua).
  */
 export class Keyspace {
   readonly bullPrefix: string
+  /** Prefix of changeflow's own keys; `_` cannot start a queue name, so they never meet BullMQ's. */
+  readonly own: string
   readonly #queueKeys: QueueKeys
-  readonly #own: string
-  readonly #cache = new Map<string, Record<string, string>>()
 
   constructor (prefix: string) {
     this.bullPrefix = `{${prefix}}`
+    this.own = `${this.bullPrefix}:_cf`
     this.#queueKeys = new QueueKeys(this.bullPrefix)
-    // `_` cannot start a workflow (queue) name, so these never meet BullMQ's keys.
-    this.#own = `${this.bullPrefix}:_cf`
   }
 
   queue (name: string): Record<string, string> {
-    let keys = this.#cache.get(name)
-    if (!keys) {
-      keys = this.#queueKeys.getKeys(name)
-      this.#cache.set(name, keys)
-    }
-    return keys
+    return this.#queueKeys.getKeys(name)
   }
 
-  /** The 9 keys of BullMQ's add-job script, in its order, and the job-key prefix. */
-  addJobKeys (queue: string): { keys: string[], prefix: string } {
-    const k = this.queue(queue)
-    return {
-      keys: [k.wait!, k.paused!, k.meta!, k.id!, k.completed!, k.delayed!, k.active!, k.events!, k.marker!],
-      prefix: k['']!,
-    }
+  job (queue: string, jobId: string): string {
+    return `${this.bullPrefix}:${queue}:${jobId}`
   }
 
   seen (changeId: string): string {
-    return `${this.#own}:seen:${changeId}`
+    return `${this.own}:seen:${changeId}`
   }
 
   run (runId: string): string {
-    return `${this.#own}:run:${runId}`
+    return `${this.own}:run:${runId}`
+  }
+
+  rowQueue (rowId: string): string {
+    return `${this.own}:rowq:${rowId}`
+  }
+
+  /** Rows with runs waiting or running, scored by when their head last moved. */
+  rows (): string {
+    return `${this.own}:rows`
   }
 }

@@ -6,50 +6,46 @@ export interface Committed {
   /** Per planned change: true when it was new, false when already seen. */
   accepted: boolean[]
   jobs: number
+  /** Runs of changes older than their row's newest: started (and marked) or skipped. */
+  late: number
+  skipped: number
 }
-
-interface LuaJob { q: number, id: string, n: string, d: number, o: number }
 
 /**
  * Writes a batch plan in one script call: one round trip, and atomic, so a failure anywhere
  * leaves nothing half-written for Sequin's redelivery to trip over.
  */
 export async function commitPlan (redis: ScriptedRedis, keys: Keyspace, plan: BatchPlan, dedupTtlMs: number, now: number): Promise<Committed> {
-  const redisKeys: string[] = plan.changes.map((change) => keys.seen(change.changeId))
+  if (plan.changes.length === 0 && plan.quarantine.length === 0) return { accepted: [], jobs: 0, late: 0, skipped: 0 }
   const argv: string[] = ['']
-  const queues = new Map<string, number>()
-  const queueList: Array<{ k: number, p: string }> = []
+  const queues = new Set<string>()
   const opts = new Map<string, number>()
 
-  const index = (job: JobSpec): LuaJob => {
-    let q = queues.get(job.queue)
-    if (q === undefined) {
-      const { keys: queueKeys, prefix } = keys.addJobKeys(job.queue)
-      queueList.push({ k: redisKeys.length + 1, p: prefix })
-      redisKeys.push(...queueKeys)
-      q = queueList.length
-      queues.set(job.queue, q)
-    }
+  const lua = (job: JobSpec) => {
+    queues.add(job.queue)
     let o = opts.get(job.opts)
     if (o === undefined) {
       o = opts.size + 1
       opts.set(job.opts, o)
     }
     argv.push(job.data)
-    return { q, id: job.id, n: job.name, d: argv.length, o }
+    return { q: job.queue, id: job.id, n: job.name, d: argv.length, o, run: job.run, row: job.row, ord: job.ordered, skip: job.skipLate }
   }
 
-  const luaPlan = {
+  const changes = plan.changes.map((change) => ({ s: change.changeId, v: change.version, j: change.jobs.map(lua) }))
+  const quarantine = plan.quarantine.map(lua)
+  argv[0] = JSON.stringify({
+    bull: keys.bullPrefix,
+    own: keys.own,
     now: String(now),
     ttl: dedupTtlMs,
-    changes: plan.changes.map((change, i) => ({ s: i + 1, j: change.jobs.map(index) })),
-    quarantine: plan.quarantine.map(index),
-    queues: queueList,
+    queues: [...queues],
     opts: [...opts.keys()],
-  }
-  argv[0] = JSON.stringify(luaPlan)
-  if (plan.changes.length === 0 && plan.quarantine.length === 0) return { accepted: [], jobs: 0 }
+    changes,
+    quarantine,
+  })
 
-  const flags = await redis.cfIngest(redisKeys.length, ...redisKeys, ...argv)
-  return { accepted: flags.slice(0, -1).map((flag) => flag === 1), jobs: flags.at(-1) ?? 0 }
+  const result = await redis.cfIngest(1, keys.rows(), ...argv)
+  const [skipped = 0, late = 0, jobs = 0] = result.splice(-3).reverse()
+  return { accepted: result.map((flag) => flag === 1), jobs, late, skipped }
 }

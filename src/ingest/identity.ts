@@ -27,6 +27,11 @@ export function runId (change: string, workflow: string): string {
   return digest('run', change, workflow)
 }
 
+/** One row of one table of one source: the unit of per-row ordering. */
+export function rowId (source: string, table: string, key: readonly string[]): string {
+  return digest('row', source, table, JSON.stringify(key))
+}
+
 /** A BullMQ job id: `<step>.<run>`, unique within the workflow's queue. */
 export function stepJobId (run: string, step: string): string {
   return `${step}.${run}`

@@ -1,8 +1,8 @@
 import { parseMessage, type MessageIssue, type SequinMessage } from '../sequin/message.ts'
-import { toChange } from '../workflows/change.ts'
+import { toChange, type Change } from '../workflows/change.ts'
 import type { Workflow } from '../workflows/define.ts'
 import { routeChange } from '../workflows/route.ts'
-import { changeId, quarantineJobId, runId, stepJobId } from './identity.ts'
+import { changeId, changeIdentity, quarantineJobId, rowId, runId, stepJobId } from './identity.ts'
 
 /** One BullMQ job to add: `opts` is the JSON of its options. */
 export interface JobSpec {
@@ -11,10 +11,19 @@ export interface JobSpec {
   name: string
   data: string
   opts: string
+  run?: string
+  /** The row the run belongs to, when known: for ordering, and to detect late changes. */
+  row?: string
+  /** Joins its row's queue: starts only after the row's earlier runs finished. */
+  ordered?: boolean
+  /** Dropped instead of run when the change is older than its row's newest. */
+  skipLate?: boolean
 }
 
 export interface PlannedChange {
   changeId: string
+  /** Commit position (lsn, idx) as decimal strings; absent for backfill reads. */
+  version?: [string, string]
   jobs: JobSpec[]
 }
 
@@ -45,6 +54,8 @@ export interface StepJobData {
   stepIndex: number
   run: string
   changeId: string
+  /** Set when the run is ordered: the row whose queue it is in. */
+  row?: string
   table: string
   key: string[]
   action: SequinMessage['action']
@@ -52,14 +63,15 @@ export interface StepJobData {
   change: SequinMessage
 }
 
-export function stepJobData (message: SequinMessage, workflow: Workflow, run: string, change: string, stepIndex: number): string {
+export function stepJobData (message: SequinMessage, workflow: Workflow, run: string, change: string, row: string | undefined): string {
   const { metadata } = message
   const data: StepJobData = {
     workflow: workflow.name,
-    step: workflow.steps[stepIndex]!.name,
-    stepIndex,
+    step: workflow.steps[0]!.name,
+    stepIndex: 0,
     run,
     changeId: change,
+    row,
     table: `${metadata.table_schema}.${metadata.table_name}`,
     key: metadata.record_pks ?? [],
     action: message.action,
@@ -86,24 +98,63 @@ export function planBatch (messages: readonly unknown[], workflows: readonly Wor
     if (!change.changesKnown) plan.unknownChanges.add(`${change.schema}.${change.table}`)
 
     const routed = routeChange(workflows, change)
-    if (!routed.ok) return quarantine(index, 'routing-error', [{ path: `workflow ${routed.workflow}`, message: routed.error }], raw)
-    if (routed.workflows.length === 0) {
+    const rows = routed.ok ? rowsOf(routed.workflows, change) : routed
+    if (!rows.ok) return quarantine(index, 'routing-error', [{ path: `workflow ${rows.workflow}`, message: rows.error }], raw)
+    if (rows.rows.length === 0) {
       plan.unmatched++
       return
     }
     const id = changeId(message.metadata)
-    const jobs = routed.workflows.map((workflow) => {
+    const jobs = rows.rows.map(({ workflow, row }): JobSpec => {
       const run = runId(id, workflow.name)
       const first = workflow.steps[0]!
+      const ordered = workflow.ordered !== false && row !== undefined
       return {
         queue: workflow.name,
         id: stepJobId(run, first.name),
         name: first.name,
-        data: stepJobData(message, workflow, run, id, 0),
+        data: stepJobData(message, workflow, run, id, ordered ? row : undefined),
         opts: options.step(workflow.name, first.name),
+        run,
+        row,
+        ordered,
+        skipLate: workflow.late === 'skip',
       }
     })
-    plan.changes.push({ changeId: id, jobs })
+    const { commit_lsn: lsn, commit_idx: idx } = message.metadata
+    const version: [string, string] | undefined = lsn != null && idx != null ? [String(lsn), String(idx)] : undefined
+    plan.changes.push({ changeId: id, version, jobs })
   })
   return plan
+}
+
+type Rows =
+  | { ok: true, rows: Array<{ workflow: Workflow, row: string | undefined }> }
+  | { ok: false, workflow: string, error: string }
+
+/**
+ * A run's row: (source database, schema.table, primary key), or the workflow's own `key`. A
+ * table without a primary key has no rows: its changes are not ordered, as in Sequin.
+ */
+function rowsOf (workflows: Workflow[], change: Change): Rows {
+  const { source } = changeIdentity(change.metadata)
+  const table = `${change.schema}.${change.table}`
+  const pks = change.metadata.record_pks ?? []
+  const byPk = pks.length > 0 ? rowId(source, table, pks) : undefined
+  const rows = []
+  for (const workflow of workflows) {
+    if (!workflow.key) {
+      rows.push({ workflow, row: byPk })
+      continue
+    }
+    let key
+    try {
+      key = workflow.key(change)
+    } catch (error) {
+      return { ok: false, workflow: workflow.name, error: `key() threw: ${error instanceof Error ? error.message : String(error)}` }
+    }
+    const parts = (Array.isArray(key) ? key : [key]).filter((part) => part !== null && part !== undefined).map(String)
+    rows.push({ workflow, row: parts.length > 0 ? rowId(source, table, parts) : undefined })
+  }
+  return { ok: true, rows }
 }

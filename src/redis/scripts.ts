@@ -19,6 +19,7 @@ function compose (body: string): string {
 export const scriptSources = {
   ingest: compose(lua('ingest')),
   advance: compose(lua('advance')),
+  reconcile: compose(lua('reconcile')),
 }
 
 type Arg = string | number | Buffer
@@ -26,6 +27,7 @@ type Arg = string | number | Buffer
 export interface ChangeflowCommands {
   cfIngest (numKeys: number, ...args: Arg[]): Promise<number[]>
   cfAdvance (numKeys: number, ...args: Arg[]): Promise<number>
+  cfReconcile (numKeys: number, ...args: Arg[]): Promise<'empty' | 'running' | 'started' | 'discarded'>
 }
 
 export type ScriptedRedis = Redis & ChangeflowCommands
@@ -36,6 +38,7 @@ export function withScripts (redis: Redis): ScriptedRedis {
   if (typeof scripted.cfIngest !== 'function') {
     redis.defineCommand('cfIngest', { lua: scriptSources.ingest })
     redis.defineCommand('cfAdvance', { lua: scriptSources.advance })
+    redis.defineCommand('cfReconcile', { lua: scriptSources.reconcile })
   }
   return scripted
 }

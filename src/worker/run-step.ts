@@ -64,8 +64,10 @@ export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs
     const started = performance.now()
     stepLog.debug({ attempt }, 'step started')
 
+    const late = stored.late === '1'
+    if (late && data.stepIndex === 0) stepLog.warn({ commitTimestamp: data.commitTimestamp }, 'late change: older than one already accepted for this row')
     const result = await step.run({
-      change: toChange(data.change),
+      change: toChange(data.change, late),
       results,
       attempt,
       log: stepLog,
@@ -75,13 +77,15 @@ export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs
     })
 
     const next = workflow.steps[data.stepIndex + 1]
-    const { keys: queueKeys, prefix } = keys.addJobKeys(workflow.name)
-    const argv: Array<string | number> = [data.stepIndex, toJson(result, step.name), runTtlMs, Date.now(), prefix]
+    const argv: Array<string | number> = [
+      keys.bullPrefix, keys.own, data.stepIndex, toJson(result, step.name), runTtlMs, Date.now(),
+      data.run, workflow.name, data.row ?? '',
+    ]
     if (next) {
       const nextData: StepJobData = { ...data, step: next.name, stepIndex: data.stepIndex + 1 }
       argv.push(stepJobId(data.run, next.name), next.name, JSON.stringify(nextData), jobOptions.step(workflow.name, next.name))
     }
-    await redis.cfAdvance(1 + queueKeys.length, runKey, ...queueKeys, ...argv)
+    await redis.cfAdvance(1, runKey, ...argv)
     stepLog.info({ attempt, ms: Math.round(performance.now() - started), next: next?.name ?? null }, 'step completed')
     return result
   }

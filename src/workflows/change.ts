@@ -13,13 +13,15 @@ export interface Change {
    * table lacks REPLICA IDENTITY FULL (or for a no-op update).
    */
   readonly changesKnown: boolean
+  /** Older than a change already accepted for the same row (see the workflow's `late`). */
+  readonly late: boolean
   /** Did this column change? Inserts and deletes change every column; reads change none. */
   changed (column: string): boolean
   /** The column's value before the change (undefined when there was none or it is unknown). */
   old (column: string): unknown
 }
 
-export function toChange (message: SequinMessage): Change {
+export function toChange (message: SequinMessage, late = false): Change {
   const { action, record, changes, metadata } = message
   const changesKnown = action !== 'update' || (changes !== null && Object.keys(changes).length > 0)
   return {
@@ -30,6 +32,7 @@ export function toChange (message: SequinMessage): Change {
     changes,
     metadata,
     changesKnown,
+    late,
     changed (column) {
       switch (action) {
         case 'insert':

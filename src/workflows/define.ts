@@ -41,6 +41,19 @@ export interface Workflow {
   on: readonly Action[]
   when?: (change: Change) => boolean
   steps: readonly Step[]
+  /**
+   * Runs of one row start in the order their changes were accepted, each after the row's
+   * earlier runs (of every ordered workflow) finished. Default true; false runs at once.
+   */
+  ordered?: boolean
+  /** The row a change belongs to, when not its primary key (or the table has none). */
+  key?: (change: Change) => string | number | ReadonlyArray<string | number>
+  /**
+   * A change older than the newest accepted for its row (Sequin retried it after a newer one
+   * went through): 'run' (default) runs it with `change.late` set; 'skip' drops it, for steps
+   * that only sync the newest state.
+   */
+  late?: 'run' | 'skip'
 }
 
 /** A step failure that retrying cannot fix: the step fails at once, without further attempts. */
@@ -70,6 +83,9 @@ export const workflowSchema = z.object({
   when: z.custom<NonNullable<Workflow['when']>>((value) => typeof value === 'function', 'when must be a function').optional(),
   steps: z.array(stepSchema).min(1, 'a workflow needs at least one step')
     .refine((steps) => new Set(steps.map((step) => step.name)).size === steps.length, 'step names must be unique'),
+  ordered: z.boolean().optional(),
+  key: z.custom<NonNullable<Workflow['key']>>((value) => typeof value === 'function', 'key must be a function').optional(),
+  late: z.enum(['run', 'skip']).optional(),
 }).strict()
 
 /** Types a workflow and checks its shape; a plain object of the same shape works as well. */

@@ -1,22 +1,27 @@
--- Records that step `index` of a run completed and releases the run's next step, atomically.
--- A step re-run after this (stall recovery after a crash) finds the record and does nothing.
+-- Records that step `index` of a run completed and releases what comes next, atomically: the
+-- run's next step, or, when the run is finished and ordered, the next run of its row. A step
+-- re-run after this (stall recovery after a crash) finds the record and does nothing.
 --
--- KEYS[1]: the run's hash; KEYS[2..10]: the workflow queue's add-job keys.
--- ARGV: index, result JSON, run retention ms, now, queue prefix,
+-- KEYS[1]: the run's record
+-- ARGV: bull, own, index, result JSON, record ttl ms, now, run, queue, row ('' if unordered),
 --       then for the next step (absent when this was the last): job id, name, data, opts JSON.
-local field = 'r' .. ARGV[1]
-if rcall('HEXISTS', KEYS[1], field) == 1 then return 0 end
--- The next job goes in before the result is recorded: should the add fail, the step's retry
--- repeats both (re-adding an existing job id is a no-op) instead of finding a record with no
--- next step behind it.
-if ARGV[6] then
-  local qk = queueKeys(2)
-  local refused = checkQueueKeys(qk)
-  if refused then return refused end
-  addJob(qk, ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[4]))
+BULL, OWN = ARGV[1], ARGV[2]
+local key = KEYS[1]
+local field = 'r' .. ARGV[3]
+if rcall('HEXISTS', key, field) == 1 then return 0 end
+local now = tonumber(ARGV[6])
+local row = ARGV[9]
+
+-- What comes next goes in before the result is recorded: should it fail, the step's retry
+-- repeats both (re-adding an existing job id is a no-op) rather than finding a record with
+-- nothing behind it.
+if ARGV[10] then
+  addJob(queue(ARGV[8]), ARGV[10], ARGV[11], ARGV[12], ARGV[13], now)
+  if row ~= '' then rcall('HSET', key, 'cj', ARGV[10]) end
 else
-  rcall('HSET', KEYS[1], 'done', ARGV[4])
+  if row ~= '' then leaveRow(row, ARGV[8] .. '/' .. ARGV[7], now) end
+  rcall('HSET', key, 'done', now)
 end
-rcall('HSET', KEYS[1], field, ARGV[2])
-rcall('PEXPIRE', KEYS[1], ARGV[3])
+rcall('HSET', key, field, ARGV[4])
+if row == '' or not ARGV[10] then rcall('PEXPIRE', key, ARGV[5]) end
 return 1

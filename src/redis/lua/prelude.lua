@@ -1,36 +1,78 @@
 -- Shared by every changeflow script. `bullmqAddStandardJob` (BullMQ's own add-job script,
 -- wrapped as a function when the scripts load) is what puts a job in a queue, so jobs we add
 -- are exactly the jobs `Queue.add` would have added, in the same atomic step as our bookkeeping.
+--
+-- Keys: BullMQ's are `<BULL>:<queue>:<type>`; ours are `<OWN>:seen:<change>` (dedup),
+-- `<OWN>:run:<run>` (a run's step results; for ordered runs also `cj`, its current job, and
+-- while it waits its parked first job `pj pn pd po`), `<OWN>:rowq:<row>` (a row's runs in
+-- acceptance order, `<queue>/<run>`, head = the run allowed to execute), `<OWN>:rowv:<row>`
+-- (the newest commit position accepted for the row) and `<OWN>:rows` (rows with runs, scored
+-- by when their head last moved). BULL and OWN share one hash tag: one Redis Cluster slot.
 local rcall = redis.call
+local BULL, OWN
+
+-- Redis does not undo a script's earlier writes when a later command fails, and BullMQ's add
+-- writes the job hash before pushing its id: a key of the wrong type (an operator's mistake, a
+-- foreign tool) would leave a job that exists but is in no list, and that a redelivery would
+-- then take for a duplicate. Scripts look every queue up (and so check it) before writing.
+local expectedTypes = { 'list', 'list', 'hash', 'string', 'zset', 'zset', 'list', 'stream', 'zset' }
+local queues = {}
+local function queue(name)
+  local q = queues[name]
+  if q then return q end
+  local base = BULL .. ':' .. name .. ':'
+  local keys = { base .. 'wait', base .. 'paused', base .. 'meta', base .. 'id', base .. 'completed',
+    base .. 'delayed', base .. 'active', base .. 'events', base .. 'marker' }
+  for i, key in ipairs(keys) do
+    local found = rcall('TYPE', key)['ok']
+    if found ~= 'none' and found ~= expectedTypes[i] then
+      error('CF_KEYTYPE ' .. key .. ' is a ' .. found .. ', not a ' .. expectedTypes[i] .. ': nothing was written')
+    end
+  end
+  q = { keys = keys, prefix = base }
+  queues[name] = q
+  return q
+end
 
 local packedOpts = {}
--- qk: the queue's 9 add-job keys; prefix: the queue's key prefix (`<prefix>:<queue>:`).
-local function addJob(qk, prefix, jobId, name, data, optsJson, now)
+local function addJob(q, jobId, name, data, optsJson, now)
   local opts = packedOpts[optsJson]
   if opts == nil then
     opts = cmsgpack.pack(cjson.decode(optsJson))
     packedOpts[optsJson] = opts
   end
-  return bullmqAddStandardJob(qk, { cmsgpack.pack({ prefix, jobId, name, now }), data, opts })
+  return bullmqAddStandardJob(q.keys, { cmsgpack.pack({ q.prefix, jobId, name, now }), data, opts })
 end
 
--- KEYS[from .. from + 8] are one queue's add-job keys.
-local function queueKeys(from)
-  local qk = {}
-  for i = 0, 8 do qk[i + 1] = KEYS[from + i] end
-  return qk
+local function runKey(run)
+  return OWN .. ':run:' .. run
 end
 
--- Redis does not undo a script's earlier writes when a later command fails, and BullMQ's add
--- writes the job hash before pushing its id: a key of the wrong type (an operator's mistake, a
--- foreign tool) would leave a job that exists but is in no list, and that a redelivery would
--- then take for a duplicate. Checking every key's type first turns that into a clean refusal.
-local expectedTypes = { 'list', 'list', 'hash', 'string', 'zset', 'zset', 'list', 'stream', 'zset' }
-local function checkQueueKeys(qk)
-  for i, key in ipairs(qk) do
-    local found = rcall('TYPE', key)['ok']
-    if found ~= 'none' and found ~= expectedTypes[i] then
-      return redis.error_reply('CF_KEYTYPE ' .. key .. ' is a ' .. found .. ', not a ' .. expectedTypes[i] .. ': nothing was written')
-    end
+-- Starts a row's head run: adds its parked first job. A run with nothing parked stays as it is.
+local function startRun(entry, now)
+  local name, run = string.match(entry, '^(.-)/(.*)$')
+  local key = runKey(run)
+  local parked = rcall('HMGET', key, 'pj', 'pn', 'pd', 'po')
+  if not parked[1] then return false end
+  addJob(queue(name), parked[1], parked[2], parked[3], parked[4], now)
+  rcall('HDEL', key, 'pj', 'pn', 'pd', 'po')
+  rcall('HSET', key, 'cj', parked[1])
+  return true
+end
+
+-- The run `entry` leaves its row; the row's next run, if any, starts.
+local function leaveRow(row, entry, now)
+  local rq = OWN .. ':rowq:' .. row
+  if rcall('LINDEX', rq, 0) ~= entry then
+    rcall('LREM', rq, 1, entry) -- discarded while waiting: it never ran, nothing else moves
+    return
   end
+  rcall('LPOP', rq)
+  local nextEntry = rcall('LINDEX', rq, 0)
+  if not nextEntry then
+    rcall('ZREM', OWN .. ':rows', row)
+    return
+  end
+  rcall('ZADD', OWN .. ':rows', now, row)
+  startRun(nextEntry, now)
 end

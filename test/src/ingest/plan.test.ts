@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
-import { changeId, runId, stepJobId } from '../../../src/ingest/identity.ts'
+import { changeId, rowId, runId, stepJobId } from '../../../src/ingest/identity.ts'
 import { planBatch, type JobOptions } from '../../../src/ingest/plan.ts'
 import { parseMessage } from '../../../src/sequin/message.ts'
 import type { Workflow } from '../../../src/workflows/define.ts'
@@ -56,12 +56,16 @@ t.test('a matched change yields one job per matched workflow', async (t) => {
     stepIndex: 0,
     run: runId(change, 'order-paid'),
     changeId: change,
+    row: rowId('8b2f5c1e-3d4a-4f6b-9c7d-1a2b3c4d5e6f', 'public.orders', ['1001']),
     table: 'public.orders',
     key: ['1001'],
     action: 'update',
     commitTimestamp: '2025-06-12T14:05:11.208733Z',
     change: raw,
   })
+  t.equal(job!.ordered, true, 'ordered by default, by the primary key')
+  t.equal(planned!.jobs[1]!.row, job!.row, 'both workflows share the row')
+  t.same(planned!.version, ['24189630992', '1'])
 })
 
 t.test('job options are asked per workflow and step', async (t) => {
