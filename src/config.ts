@@ -56,6 +56,7 @@ const envSchema = z.object({
   LOCK_DURATION: duration('ms').default(30_000),
   MAX_STALLED_COUNT: int(0).default(3),
   SHUTDOWN_GRACE: duration('ms').default(25_000),
+  RECONCILE_INTERVAL: duration('ms').default(30_000),
   EMBEDDED_REDIS: bool.default(true),
 })
 

@@ -9,6 +9,7 @@ import { Keyspace } from '../keys.ts'
 import { createRedis } from '../redis/connection.ts'
 import { withScripts } from '../redis/scripts.ts'
 import type { Workflow } from '../workflows/define.ts'
+import { startReconciler } from '../worker/reconciler.ts'
 import { startWorkers, type Workers } from '../worker/workers.ts'
 
 export interface Web {
@@ -78,9 +79,11 @@ export function createWorker ({ config, logger, redisUrl, workflows }: WorkerOpt
     dedupTtlMs: config.DEDUP_TTL,
     log: logger,
   })
+  const reconciler = startReconciler(redis, keys, config.RECONCILE_INTERVAL, logger)
   return {
     workers,
     async close () {
+      reconciler.stop()
       await workers.close()
       redis.disconnect()
     },

@@ -1,0 +1,145 @@
+import t from 'tap'
+import { executions, failures, hold, release, reset } from '../fixtures/jobs/_recorder.ts'
+import { blockedRows, discardRun, retryStep } from '../../src/operations/rows.ts'
+import { Keyspace } from '../../src/keys.ts'
+import { withScripts } from '../../src/redis/scripts.ts'
+import { fixtureMessages, startService, waitFor, withIdentity } from '../helpers/service.ts'
+
+const service = await startService({ env: { RECONCILE_INTERVAL: '200ms' } })
+t.teardown(() => service.close())
+t.beforeEach(() => reset())
+const keys = new Keyspace(service.config.REDIS_PREFIX)
+const redis = withScripts(service.redis)
+
+const template = fixtureMessages('batch-orders-update-paid')[0]!
+let lsn = 100_000
+/** The next change of `table` row `id`, in commit order unless `at` says otherwise. */
+function change (table: string, id: number, action = 'update', at = lsn++, extra: Record<string, unknown> = {}) {
+  const message = withIdentity(template, at) as Record<string, unknown> & { record: Record<string, unknown>, metadata: Record<string, unknown> }
+  message.action = action
+  message.metadata.table_name = table
+  message.metadata.record_pks = [String(id)]
+  message.record = { id, ...extra }
+  return message
+}
+const ran = (workflow: string, key: string) => executions.filter((e) => e.workflow === workflow && e.key === key)
+const settle = () => new Promise((resolve) => setTimeout(resolve, 150))
+
+t.test("a row's next run starts only after its earlier run finished; other rows do not wait", async (t) => {
+  hold('ledger-apply/1')
+  const first = change('ledger', 1, 'insert')
+  await service.post({ data: [first, change('ledger', 2, 'insert')] })
+  const second = change('ledger', 1)
+  await service.post({ data: [second] })
+  await waitFor(() => ran('ledger-apply', '2').length === 2, 5_000, 'row 2, not held, to finish both steps')
+  await settle()
+  t.same(ran('ledger-apply', '1').map((e) => e.step), ['apply'], 'row 1 is at its first run, first step')
+  const [active] = await service.queue('ledger-apply').getJobs(['active'])
+  t.equal(await service.redis.llen(keys.rowQueue(active!.data.row)), 2, 'the second run waits in the row queue')
+
+  release('ledger-apply/1')
+  await waitFor(() => ran('ledger-apply', '1').length === 4, 5_000, 'both runs of row 1')
+  const order = ran('ledger-apply', '1').map((e) => `${e.step}@${e.lsn}`)
+  const [a, b] = [first.metadata.commit_lsn, second.metadata.commit_lsn]
+  t.same(order, [`apply@${a}`, `confirm@${a}`, `apply@${b}`, `confirm@${b}`], 'run 1 (both steps) before run 2')
+})
+
+t.test('an unordered workflow runs at once, beside the row it belongs to', async (t) => {
+  hold('ledger-apply/3')
+  await service.post({ data: [change('ledger', 3)] })
+  await waitFor(() => ran('ledger-audit', '3').length === 1, 5_000, 'the unordered audit')
+  t.same(ran('ledger-apply', '3').map((e) => e.step), ['apply'], 'while the ordered run is still held')
+  release('ledger-apply/3')
+  await waitFor(() => ran('ledger-apply', '3').length === 2, 5_000, 'the ordered run')
+})
+
+t.test('a failed run blocks its row until retried; a discarded run lets the row move on', async (t) => {
+  failures.set('ledger-apply/4', 1)
+  const first = change('ledger', 4, 'insert')
+  await service.post({ data: [first] })
+  await service.post({ data: [change('ledger', 4)] })
+  await service.post({ data: [change('ledger', 5, 'insert')] })
+  const queue = service.queue('ledger-apply')
+  await waitFor(async () => (await queue.getJobCounts('failed')).failed === 1, 5_000, 'the failed step')
+  await waitFor(() => ran('ledger-apply', '5').length === 2, 5_000, 'the unrelated row')
+  await settle()
+  t.equal(ran('ledger-apply', '4').length, 1, 'row 4 waits behind its failed run')
+
+  const blocked = await blockedRows(service.redis, keys, [queue])
+  t.equal(blocked.length, 1)
+  t.match(blocked[0], { workflow: 'ledger-apply', step: 'apply', table: 'public.ledger', key: ['4'], error: 'refused (0 more)', waiting: 1 })
+
+  await retryStep(queue, blocked[0]!.jobId)
+  await waitFor(() => ran('ledger-apply', '4').length === 5, 5_000, 'the retried run, then the next one')
+  t.same(ran('ledger-apply', '4').map((e) => `${e.step}#${e.attempt}`), ['apply#1', 'apply#2', 'confirm#1', 'apply#1', 'confirm#1'])
+  t.same(await blockedRows(service.redis, keys, [queue]), [])
+
+  // Now a run that is given up.
+  failures.set('ledger-apply/6', 1)
+  await service.post({ data: [change('ledger', 6, 'insert')] })
+  await service.post({ data: [change('ledger', 6)] })
+  await waitFor(async () => (await blockedRows(service.redis, keys, [queue])).length === 1, 5_000, 'row 6 blocked')
+  const [row6] = await blockedRows(service.redis, keys, [queue])
+  t.equal(await discardRun(redis, keys, queue, row6!.jobId), 'discarded')
+  await waitFor(() => ran('ledger-apply', '6').length === 3, 5_000, 'the next run of row 6')
+  t.same(ran('ledger-apply', '6').map((e) => e.step), ['apply', 'apply', 'confirm'])
+  t.equal(await queue.getJob(row6!.jobId), undefined, 'the discarded job is gone')
+})
+
+t.test('removing a failed job (as the dashboard does) unblocks its row within a reconcile interval', async (t) => {
+  failures.set('ledger-apply/7', 1)
+  await service.post({ data: [change('ledger', 7, 'insert')] })
+  await service.post({ data: [change('ledger', 7)] })
+  const queue = service.queue('ledger-apply')
+  await waitFor(async () => (await blockedRows(service.redis, keys, [queue])).length === 1, 5_000, 'row 7 blocked')
+  const [row7] = await blockedRows(service.redis, keys, [queue])
+  await (await queue.getJob(row7!.jobId))!.remove()
+  await waitFor(() => ran('ledger-apply', '7').length === 3, 5_000, 'the reconciler to start the next run')
+  t.equal(await service.redis.exists(keys.rowQueue(row7!.row)), 0, 'the row queue is empty again')
+})
+
+t.test('late changes run marked as late, or are skipped when the workflow says so', async (t) => {
+  await service.post({ data: [change('ledger', 8, 'update', 500_002), change('ledger_state', 8, 'update', 500_012)] })
+  await waitFor(() => ran('ledger-apply', '8').length === 2 && ran('ledger-sync', '8').length === 1, 5_000, 'the newer changes')
+  const response = await service.post({ data: [change('ledger', 8, 'update', 500_001), change('ledger_state', 8, 'update', 500_011)] })
+  t.same(response.json(), { accepted: 2, duplicates: 0, unmatched: 0, quarantined: 0, jobs: 2 }, 'the late ledger run and its unordered audit')
+  await waitFor(() => ran('ledger-apply', '8').length === 4, 5_000, 'the late run')
+  await settle()
+  t.same(ran('ledger-apply', '8').map((e) => e.late), [false, false, true, true])
+  t.same(ran('ledger-audit', '8').map((e) => e.late), [false, true])
+  t.equal(ran('ledger-sync', '8').length, 1, 'the late state sync was skipped')
+  t.equal(ran('ledger-sync', '8')[0]!.lsn, 500_012)
+})
+
+t.test('a custom key orders rows of a table without a usable primary key', async (t) => {
+  hold('ledger-by-account/1')
+  const entry = (id: number, account: string) => {
+    const message = change('ledger_entries', id, 'insert', lsn++, { account })
+    message.metadata.record_pks = []
+    return message
+  }
+  await service.post({ data: [entry(1, 'acct-a'), entry(2, 'acct-b')] })
+  await service.post({ data: [entry(3, 'acct-a')] })
+  await waitFor(() => ran('ledger-by-account', '2').length === 1, 5_000, 'the other account')
+  await settle()
+  t.equal(ran('ledger-by-account', '3').length, 0, 'entry 3 waits for entry 1 of the same account')
+  release('ledger-by-account/1')
+  await waitFor(() => ran('ledger-by-account', '3').length === 1, 5_000, 'entry 3')
+})
+
+t.test('a redelivered change does not enter its row twice', async (t) => {
+  hold('ledger-apply/9')
+  const first = change('ledger', 9, 'insert')
+  const second = change('ledger', 9)
+  await service.post({ data: [first] })
+  await service.post({ data: [second] })
+  await service.post({ data: [second] })
+  await service.post({ data: [first, second] })
+  const active = await service.queue('ledger-apply').getJobs(['active', 'wait'])
+  const row = active.map((job) => job.data.row).find(Boolean)
+  t.equal(await service.redis.llen(keys.rowQueue(row)), 2)
+  release('ledger-apply/9')
+  await waitFor(() => ran('ledger-apply', '9').length === 4, 5_000, 'both runs')
+  await settle()
+  t.equal(ran('ledger-apply', '9').length, 4)
+})
