@@ -55,6 +55,7 @@ const envSchema = z.object({
   KEEP_COMPLETED_AGE: duration('s').default(UNITS.d!),
   LOCK_DURATION: duration('ms').default(30_000),
   MAX_STALLED_COUNT: int(0).default(3),
+  STALLED_INTERVAL: duration('ms').default(30_000),
   SHUTDOWN_GRACE: duration('ms').default(25_000),
   RECONCILE_INTERVAL: duration('ms').default(30_000),
   EMBEDDED_REDIS: bool.default(true),

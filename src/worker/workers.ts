@@ -6,7 +6,7 @@ import { QUARANTINE_QUEUE } from '../keys.ts'
 import { createQuarantineRunner, type QuarantineDeps } from './quarantine.ts'
 import { createStepRunner, type StepRunnerDeps } from './run-step.ts'
 
-export type WorkerConfig = Pick<Config, 'WORKER_CONCURRENCY' | 'LOCK_DURATION' | 'MAX_STALLED_COUNT'>
+export type WorkerConfig = Pick<Config, 'WORKER_CONCURRENCY' | 'LOCK_DURATION' | 'MAX_STALLED_COUNT' | 'STALLED_INTERVAL'>
 
 export interface Workers {
   readonly workers: readonly Worker[]
@@ -26,6 +26,7 @@ export function startWorkers (config: WorkerConfig, connection: Redis, deps: Ste
     concurrency: config.WORKER_CONCURRENCY,
     lockDuration: config.LOCK_DURATION,
     maxStalledCount: config.MAX_STALLED_COUNT,
+    stalledInterval: config.STALLED_INTERVAL,
   }
   const runStep = createStepRunner(deps)
   const workers: Worker[] = deps.workflows.map((workflow) => new Worker(workflow.name, runStep, common))
