@@ -3,7 +3,7 @@ import t from 'tap'
 import { blockedRows, discardRun, retryStep, workflowQueues } from '../../src/operations/rows.ts'
 import { Keyspace } from '../../src/keys.ts'
 import { withScripts } from '../../src/redis/scripts.ts'
-import { figures, proofJobsDir, readEffects, spawnWorker, stopWorker, type Figures } from '../helpers/proof.ts'
+import { figures, proofJobsDir, readEffects, spawnWorker, stopWorker } from '../helpers/proof.ts'
 import { simulateSequin } from '../helpers/sequin-simulator.ts'
 import { REDIS_URL, startService, TOKEN, waitFor } from '../helpers/service.ts'
 
@@ -17,7 +17,7 @@ const redis = service.redis
 t.teardown(() => service.close())
 
 const workerEnv = (extra: Record<string, string> = {}) => ({ REDIS_URL, REDIS_PREFIX: prefix, ...extra })
-const report = (t: Tap.Test, name: string, f: Figures & Record<string, number>) =>
+const report = (t: { comment: (message: string) => void }, name: string, f: Record<string, number>) =>
   t.comment(`${name}: ${Object.entries(f).map(([k, v]) => `${k}=${v}`).join(' ')}`)
 const deduplicated = async () => Number(await redis.getset(`{${prefix}}:proof:deduplicated`, '0') ?? 0)
 const completedRuns = async (workflow: string, rows: number[]) => {
@@ -53,7 +53,7 @@ t.test('worker processes SIGKILLed mid-step three times: nothing lost, doubled o
   while (kills < 3) {
     // Kill the older process once it is busy, with steps active, then start a replacement.
     await waitFor(async () => await executions() >= before + 80 * (kills + 1), 30_000, 'steps to be running')
-    activeAtKills += (await queue!.getJobCounts('active')).active
+    activeAtKills += (await queue!.getJobCounts('active')).active ?? 0
     await stopWorker(workers.shift()!, 'SIGKILL')
     kills++
     workers.push(spawnWorker(env))

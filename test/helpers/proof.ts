@@ -34,7 +34,7 @@ export async function stopWorker (child: ChildProcess, signal: NodeJS.Signals = 
   await exited
 }
 
-export interface Figures {
+export type Figures = {
   changes: number
   runsExpected: number
   runsCompleted: number

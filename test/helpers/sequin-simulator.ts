@@ -108,6 +108,7 @@ export async function simulateSequin (options: SimulatorOptions): Promise<Simula
   const result: SimulatorResult = { messages, requests: 0, failedRequests: 0, lostAcks: 0, redeliveries: 0, overtakes: 0, elapsedMs: 0 }
   const started = Date.now()
   let inFlight = 0
+  const pending = new Set<Promise<void>>()
 
   const fail = (batch: SimulatedMessage[]) => {
     for (const message of batch) {
@@ -163,13 +164,14 @@ export async function simulateSequin (options: SimulatorOptions): Promise<Simula
     if (batch.length > 0) {
       for (const message of batch) inFlightRows.add(message.row)
       inFlight++
-      deliver(batch).catch(() => {})
+      const delivery = deliver(batch).catch(() => {}).finally(() => pending.delete(delivery))
+      pending.add(delivery)
     } else {
       await sleep(2)
     }
     if (batch.length > 0 && inFlight >= concurrency) await sleep(1)
   }
-  while (inFlight > 0) await sleep(2)
+  await Promise.all(pending)
   result.elapsedMs = Date.now() - started
   return result
 }
