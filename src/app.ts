@@ -1,6 +1,7 @@
 import helmet from '@fastify/helmet'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
+import board, { type BoardOptions } from '../routes/board.ts'
 import health from '../routes/health.ts'
 import webhook from '../routes/webhook.ts'
 import type { Config } from './config.ts'
@@ -12,6 +13,8 @@ export interface AppDeps {
   tokens: readonly string[]
   /** Why the service cannot accept changes right now, or null when it can. */
   notReadyReason: () => string | null
+  /** The dashboard, behind its own credentials; absent when it is off. */
+  board?: BoardOptions
 }
 
 /** The HTTP side, ready to `inject` or `listen`. It never touches `process`. */
@@ -29,6 +32,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
 
   await app.register(helmet)
   await app.register(health, { notReadyReason: deps.notReadyReason })
+  if (deps.board) await app.register(board, deps.board)
   await app.register(webhook, {
     prefix: '/webhooks',
     tokens: deps.tokens,

@@ -58,7 +58,12 @@ const envSchema = z.object({
   STALLED_INTERVAL: duration('ms').default(30_000),
   SHUTDOWN_GRACE: duration('ms').default(25_000),
   RECONCILE_INTERVAL: duration('ms').default(30_000),
+  BOARD_USERNAME: z.string().optional(),
+  BOARD_PASSWORD: z.string().optional(),
+  BOARD_READ_ONLY: bool.default(false),
   EMBEDDED_REDIS: bool.default(true),
+  REDIS_REQUIRE_DURABLE: bool.default(false),
+  REDIS_CHECK_INTERVAL: duration('ms').default(30_000),
 })
 
 export type Config = Readonly<z.infer<typeof envSchema>>

@@ -5,6 +5,7 @@ import { createLogger } from '../logger.ts'
 import { redisAnswers } from '../redis/connection.ts'
 import { RedisNotFoundError, startEmbeddedRedis, type EmbeddedRedis } from '../redis/embedded.ts'
 import { createWeb, createWorker } from '../runtime/services.ts'
+import { boardBanner, resolveBoardCredentials } from '../runtime/board-credentials.ts'
 import { resolveTokens, tokenBanner } from '../runtime/tokens.ts'
 import { loadWorkflows, WorkflowLoadError } from '../workflows/load.ts'
 
@@ -41,10 +42,13 @@ export async function run (role: Role): Promise<void> {
 
     if (role !== 'worker') {
       const { tokens, generatedFile } = await resolveTokens(config)
-      const web = await createWeb({ config, logger, redisUrl, workflows, tokens })
+      const credentials = await resolveBoardCredentials(config)
+      if (!credentials.enabled) logger.warn(credentials.reason)
+      const web = await createWeb({ config, logger, redisUrl, workflows, tokens, board: credentials.enabled ? credentials : undefined })
       closers.push(web.close)
       await web.app.listen({ host: config.HOST, port: config.PORT })
       if (generatedFile) process.stderr.write(tokenBanner(tokens[0]!, generatedFile, config.PORT))
+      if (credentials.enabled) process.stderr.write(`${boardBanner(credentials, config.PORT)}\n`)
     }
     if (role !== 'web') {
       const worker = createWorker({ config, logger, redisUrl, workflows })

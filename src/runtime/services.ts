@@ -1,3 +1,4 @@
+import { Queue } from 'bullmq'
 import type { FastifyInstance } from 'fastify'
 import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
@@ -5,8 +6,10 @@ import { buildApp } from '../app.ts'
 import type { Config } from '../config.ts'
 import { createIngest } from '../ingest/ingest.ts'
 import { createJobOptions } from '../ingest/job-options.ts'
-import { Keyspace } from '../keys.ts'
-import { createRedis } from '../redis/connection.ts'
+import { Keyspace, QUARANTINE_QUEUE } from '../keys.ts'
+import { createRedis, waitUntilReady } from '../redis/connection.ts'
+import { RedisMonitor } from '../redis/monitor.ts'
+import { tripwireKey } from '../redis/tripwire.ts'
 import { withScripts } from '../redis/scripts.ts'
 import type { Workflow } from '../workflows/define.ts'
 import { startReconciler } from '../worker/reconciler.ts'
@@ -25,22 +28,39 @@ export interface WebOptions {
   redisUrl: string
   workflows: readonly Workflow[]
   tokens: readonly string[]
+  /** Dashboard credentials; without them the dashboard is off. */
+  board?: { username: string, password: string }
 }
 
 /** The HTTP side with its Redis client: what `npm run web` runs and what tests inject into. */
-export async function createWeb ({ config, logger, redisUrl, workflows, tokens }: WebOptions): Promise<Web> {
+export async function createWeb ({ config, logger, redisUrl, workflows, tokens, board }: WebOptions): Promise<Web> {
   const redis = withScripts(createRedis(redisUrl, 'web', logger))
   const keys = new Keyspace(config.REDIS_PREFIX)
   let closing = false
+  // Readiness also means Redis is fit to hold acknowledged changes: noeviction, a primary, ...
+  const monitor = new RedisMonitor({
+    redis,
+    log: logger,
+    intervalMs: config.REDIS_CHECK_INTERVAL,
+    requireDurable: config.REDIS_REQUIRE_DURABLE,
+    tripwireKey: tripwireKey(config.REDIS_PREFIX),
+  })
+  // A first check before Redis answers would only fail; a Redis that is down is checked on 'ready'.
+  await waitUntilReady(redis, 3_000).catch(() => {})
+  await monitor.start()
   const ingest = createIngest({ redis, keys, workflows, jobOptions: createJobOptions(workflows, config), config })
+  const queues = [...workflows.map((workflow) => workflow.name), QUARANTINE_QUEUE]
+    .map((name) => new Queue(name, { connection: redis, prefix: keys.bullPrefix }))
+  for (const queue of queues) queue.on('error', (error) => logger.warn({ queue: queue.name, err: error }, 'dashboard queue error'))
   const app = await buildApp(config, {
     logger,
     ingest,
     tokens,
+    board: board && { queues, ...board, readOnly: config.BOARD_READ_ONLY },
     notReadyReason: () => {
       if (closing) return 'shutting down'
       if (redis.status !== 'ready') return `redis ${redis.status}`
-      return null
+      return monitor.notReadyReason()
     },
   })
   return {
@@ -49,6 +69,8 @@ export async function createWeb ({ config, logger, redisUrl, workflows, tokens }
     async close () {
       closing = true
       await app.close()
+      await monitor.stop()
+      await Promise.all(queues.map((queue) => queue.close()))
       redis.disconnect()
     },
   }

@@ -1,0 +1,96 @@
+import { createBullBoard } from '@bull-board/api'
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter'
+import { FastifyAdapter } from '@bull-board/fastify'
+import type { Queue } from 'bullmq'
+import type { FastifyPluginAsync } from 'fastify'
+import { createBasicCheck } from '../src/http/basic-auth.ts'
+import { QUARANTINE_QUEUE } from '../src/keys.ts'
+
+export interface BoardOptions {
+  /** Every workflow queue and the quarantine queue, under the service's BullMQ prefix. */
+  queues: Queue[]
+  username: string
+  password: string
+  /** Operators may look but not retry, remove, clean, pause, add or edit. */
+  readOnly: boolean
+  /** Where the board is served; default `/admin/queues`. Pass this, not Fastify's `prefix`. */
+  basePath?: string
+}
+
+export const BOARD_BASE_PATH = '/admin/queues'
+
+const REALM = 'Basic realm="changeflow", charset="UTF-8"'
+const SAFE_METHODS = new Set(['GET', 'HEAD'])
+
+function withoutUpgrade (csp: string): string {
+  return csp.split(';').map((directive) => directive.trim())
+    .filter((directive) => directive !== '' && directive.toLowerCase() !== 'upgrade-insecure-requests').join(';')
+}
+
+function describe (queue: Queue): { displayName: string, description: string } {
+  if (queue.name === QUARANTINE_QUEUE) {
+    return {
+      displayName: 'quarantine (invalid messages)',
+      description: 'Sequin messages that failed validation or routing. Read the error, fix the cause, then retry to re-drive the message.',
+    }
+  }
+  return { displayName: queue.name, description: `Steps of the ${queue.name} workflow, one job per step.` }
+}
+
+/**
+ * Bull Board, behind HTTP basic auth. Not wrapped in fastify-plugin on purpose: the hooks below
+ * live in this plugin's scope, so they cover every board URL (page, static files, API, unknown
+ * paths under the base path) and nothing else in the app, such as the webhook.
+ */
+const board: FastifyPluginAsync<BoardOptions> = async (app, options) => {
+  const basePath = options.basePath ?? BOARD_BASE_PATH
+  const authorized = createBasicCheck(options.username, options.password)
+  const staticPath = `${basePath}/static/`
+
+  const serverAdapter = new FastifyAdapter()
+  serverAdapter.setBasePath(basePath)
+  createBullBoard({
+    queues: options.queues.map((queue) => new BullMQAdapter(queue, { readOnlyMode: options.readOnly, ...describe(queue) })),
+    serverAdapter,
+    options: {
+      uiConfig: {
+        boardTitle: 'changeflow',
+        ...(options.readOnly ? { environment: { label: 'read-only', color: '#6b7280' } } : {}),
+      },
+    },
+  })
+
+  // onRequest: before the body is read, so an unauthenticated client cannot make us parse it.
+  app.addHook('onRequest', async (request, reply) => {
+    if (!authorized(request.headers.authorization)) {
+      return reply.code(401).header('www-authenticate', REALM)
+        .send({ statusCode: 401, code: 'CF_BOARD_UNAUTHORIZED', error: 'dashboard credentials required' })
+    }
+    // Bull Board's read-only mode hides the buttons and refuses most actions; this refuses them
+    // all, including actions a later Bull Board version adds.
+    if (options.readOnly && !SAFE_METHODS.has(request.method)) {
+      return reply.code(403)
+        .send({ statusCode: 403, code: 'CF_BOARD_READ_ONLY', error: 'the dashboard is read-only' })
+    }
+  })
+
+  app.addHook('onSend', async (request, reply) => {
+    // Job data is business data: keep it out of shared caches and the browser's disk cache.
+    if (!request.url.startsWith(staticPath)) reply.header('cache-control', 'no-store')
+    // helmet's app-wide `upgrade-insecure-requests` makes the browser fetch the board's own
+    // scripts over https, so on a plain-http address the page stays blank. Dropped here only:
+    // under https it changes nothing, every board URL being same-origin.
+    const csp = reply.getHeader('content-security-policy')
+    if (typeof csp === 'string') reply.header('content-security-policy', withoutUpgrade(csp))
+  })
+
+  await app.register(async (scope) => {
+    // Unknown URLs under the base path get the hooks above too: 401 before anything else.
+    scope.setNotFoundHandler((_request, reply) => {
+      reply.code(404).send({ statusCode: 404, code: 'CF_NOT_FOUND', error: 'not found' })
+    })
+    await scope.register(serverAdapter.registerPlugin())
+  }, { prefix: basePath })
+}
+
+export default board

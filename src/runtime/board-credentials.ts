@@ -1,0 +1,73 @@
+import { randomBytes } from 'node:crypto'
+import { link, mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+
+export interface BoardCredentialsConfig {
+  BOARD_USERNAME?: string
+  BOARD_PASSWORD?: string
+  NODE_ENV: string
+  DATA_DIR: string
+}
+
+export type BoardCredentials =
+  | { enabled: false, reason: string }
+  | {
+    enabled: true
+    username: string
+    password: string
+    /** Set when the password was generated for development and kept under DATA_DIR. */
+    generatedFile?: string
+  }
+
+export const DEFAULT_BOARD_USERNAME = 'admin'
+
+/**
+ * The dashboard is never open. Production without BOARD_PASSWORD leaves it off (the webhook
+ * still runs: the caller logs the reason); elsewhere a password is generated once and kept
+ * under DATA_DIR, like the webhook token, so a restart does not log the operator out.
+ */
+export async function resolveBoardCredentials (config: BoardCredentialsConfig): Promise<BoardCredentials> {
+  const username = config.BOARD_USERNAME?.trim() || DEFAULT_BOARD_USERNAME
+  const configured = config.BOARD_PASSWORD?.trim()
+  if (configured) return { enabled: true, username, password: configured }
+  if (config.NODE_ENV === 'production') {
+    return {
+      enabled: false,
+      reason: 'the dashboard (/admin/queues) is off: set BOARD_PASSWORD (and optionally BOARD_USERNAME) to enable it with NODE_ENV=production',
+    }
+  }
+  const file = join(config.DATA_DIR, 'board-password')
+  return { enabled: true, username, password: await readOrCreate(file), generatedFile: file }
+}
+
+const readTrimmed = async (file: string) => (await readFile(file, 'utf8').catch(() => '')).trim()
+
+async function readOrCreate (file: string): Promise<string> {
+  const existing = await readTrimmed(file)
+  if (existing) return existing
+  const password = randomBytes(24).toString('base64url')
+  await mkdir(dirname(file), { recursive: true })
+  const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`
+  await writeFile(temp, `${password}\n`, { mode: 0o600 })
+  try {
+    // link refuses to replace: of processes starting at once one password wins, and nobody ever
+    // reads the file half-written.
+    await link(temp, file)
+    return password
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+    const raced = await readTrimmed(file)
+    if (raced) return raced
+    // An empty file (a `touch`, a full disk): replace it rather than log in with ''.
+    await rename(temp, file)
+    return password
+  } finally {
+    await unlink(temp).catch(() => {})
+  }
+}
+
+/** Where to log in. Names the file, never the password itself. */
+export function boardBanner (credentials: { username: string, generatedFile?: string }, port: number, basePath = '/admin/queues'): string {
+  const where = credentials.generatedFile ? `the password in ${credentials.generatedFile}` : 'BOARD_PASSWORD'
+  return `changeflow: dashboard at http://localhost:${port}${basePath} (user "${credentials.username}", ${where})`
+}

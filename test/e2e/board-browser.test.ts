@@ -1,0 +1,33 @@
+import { execFile, execFileSync } from 'node:child_process'
+import { readFileSync, rmSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import t from 'tap'
+
+const root = fileURLToPath(new URL('../../', import.meta.url))
+const screenshot = `${root}test/artifacts/board.png`
+
+function chromium (): string | null {
+  if (process.env.CHROMIUM_PATH) return process.env.CHROMIUM_PATH
+  try {
+    return execFileSync('which', ['chromium'], { encoding: 'utf8' }).trim() || null
+  } catch {
+    return null
+  }
+}
+
+const skip = chromium() ? false : 'no chromium binary (apt-get install -y chromium, or set CHROMIUM_PATH): the browser check of the board is skipped'
+
+t.test('an operator logs in to the board in chromium and sees the queues and a failed job', { skip, timeout: 90_000 }, async (t) => {
+  rmSync(screenshot, { force: true })
+  // The script is what a person runs by hand; running it here keeps the two from drifting apart.
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'scripts/board-screenshot.ts', screenshot], {
+    cwd: root,
+    timeout: 80_000,
+  })
+  const result = JSON.parse(stdout.trim().split('\n').at(-1)!) as Record<string, unknown>
+  t.match(result, { ok: true, screenshot, queues: ['order-paid', 'quarantine'], job: 'invalid-message' })
+  const png = readFileSync(screenshot)
+  t.same(png.subarray(1, 4).toString(), 'PNG', 'a PNG was saved')
+  t.ok(png.length > 20_000, `not a blank page (${png.length} bytes)`)
+})
