@@ -1,14 +1,18 @@
 import helmet from '@fastify/helmet'
+import underPressure from '@fastify/under-pressure'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import board, { type BoardOptions } from '../routes/board.ts'
 import health from '../routes/health.ts'
+import metricsRoute from '../routes/metrics.ts'
 import webhook from '../routes/webhook.ts'
 import type { Config } from './config.ts'
 import type { Ingest } from './ingest/ingest.ts'
+import type { Metrics } from './metrics.ts'
 
 export interface AppDeps {
   logger: Logger
+  metrics: Metrics
   ingest: Ingest
   tokens: readonly string[]
   /** Why the service cannot accept changes right now, or null when it can. */
@@ -31,7 +35,20 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
   })
 
   await app.register(helmet)
+  // Shed load before it hurts: past the limits every route answers 503 with Retry-After, which
+  // Sequin retries, instead of timing out.
+  await app.register(underPressure, {
+    maxEventLoopDelay: config.MAX_EVENT_LOOP_DELAY,
+    maxHeapUsedBytes: config.MAX_HEAP_USED,
+    retryAfter: 5,
+  })
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched'
+    deps.metrics.httpRequests.inc({ route, method: request.method, status: String(reply.statusCode) })
+    deps.metrics.httpDuration.observe({ route, method: request.method }, reply.elapsedTime / 1000)
+  })
   await app.register(health, { notReadyReason: deps.notReadyReason })
+  await app.register(metricsRoute, { metrics: deps.metrics, token: config.METRICS_TOKEN })
   if (deps.board) await app.register(board, deps.board)
   await app.register(webhook, {
     prefix: '/webhooks',

@@ -1,11 +1,12 @@
 import type { Logger } from 'pino'
 import type { Config } from '../config.ts'
 import type { Keyspace } from '../keys.ts'
+import type { Metrics } from '../metrics.ts'
 import type { ScriptedRedis } from '../redis/scripts.ts'
 import { readEnvelope } from '../sequin/message.ts'
 import type { Workflow } from '../workflows/define.ts'
-import { commitPlan } from './commit.ts'
-import { planBatch, type JobOptions, type Rejection } from './plan.ts'
+import { commitPlan, type Committed } from './commit.ts'
+import { planBatch, type BatchPlan, type JobOptions, type Rejection } from './plan.ts'
 
 export interface Counts {
   accepted: number
@@ -31,6 +32,7 @@ export interface IngestDeps {
   workflows: readonly Workflow[]
   jobOptions: JobOptions
   config: Pick<Config, 'DEDUP_TTL' | 'ENQUEUE_TIMEOUT' | 'INVALID_MESSAGES'>
+  metrics: Metrics
 }
 
 class Deadline extends Error {}
@@ -55,7 +57,21 @@ function withDeadline<T> (work: Promise<T>, ms: number): Promise<T> {
   return Promise.race([work, deadline]).finally(() => clearTimeout(timer))
 }
 
-export function createIngest ({ redis, keys, workflows, jobOptions, config }: IngestDeps): Ingest {
+function count (metrics: Metrics, plan: BatchPlan, committed: Committed): void {
+  plan.changes.forEach((change, i) => {
+    const accepted = committed.accepted[i] === true
+    metrics.messages.inc({ table: change.table, action: change.action, outcome: accepted ? 'accepted' : 'duplicate' })
+    if (accepted) for (const job of change.jobs) metrics.stepsEnqueued.inc({ workflow: job.queue, step: job.name })
+  })
+  for (const { table, action } of plan.unmatchedChanges) metrics.messages.inc({ table, action, outcome: 'unmatched' })
+  // A quarantined message's table and action may be missing or nonsense: not label material.
+  if (plan.quarantine.length > 0) metrics.messages.inc({ table: 'unknown', action: 'unknown', outcome: 'quarantined' }, plan.quarantine.length)
+  for (const [table, n] of plan.unknownChanges) metrics.emptyChanges.inc({ table }, n)
+  if (committed.late > 0) metrics.lateRuns.inc({ outcome: 'run' }, committed.late)
+  if (committed.skipped > 0) metrics.lateRuns.inc({ outcome: 'skipped' }, committed.skipped)
+}
+
+export function createIngest ({ redis, keys, workflows, jobOptions, config, metrics }: IngestDeps): Ingest {
   const warnedTables = new Set<string>()
 
   return async function ingest (body, log) {
@@ -64,7 +80,7 @@ export function createIngest ({ redis, keys, workflows, jobOptions, config }: In
 
     const now = new Date()
     const plan = planBatch(envelope.messages, workflows, jobOptions, now)
-    for (const table of plan.unknownChanges) {
+    for (const table of plan.unknownChanges.keys()) {
       if (warnedTables.has(table)) continue
       warnedTables.add(table)
       log.warn({ table }, `updates to ${table} arrive with empty "changes", so change.changed() cannot tell which columns changed: run ALTER TABLE ${table} REPLICA IDENTITY FULL`)
@@ -73,7 +89,7 @@ export function createIngest ({ redis, keys, workflows, jobOptions, config }: In
       return { kind: 'rejected', errors: plan.quarantine.map(({ index, issues }) => ({ index, issues })) }
     }
 
-    let committed
+    let committed: Committed
     try {
       committed = await withDeadline(commitPlan(redis, keys, plan, config.DEDUP_TTL, now.getTime()), config.ENQUEUE_TIMEOUT)
     } catch (error) {
@@ -84,6 +100,8 @@ export function createIngest ({ redis, keys, workflows, jobOptions, config }: In
       return { kind: 'unavailable', reason }
     }
 
+    count(metrics, plan, committed)
+    if (committed.late > 0 || committed.skipped > 0) log.warn({ late: committed.late, skipped: committed.skipped }, 'late changes: older than changes already accepted for their rows')
     for (const entry of plan.quarantine) {
       log.warn({ index: entry.index, reason: entry.name, job: entry.id, issues: entry.issues }, 'message quarantined')
     }

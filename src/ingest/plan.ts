@@ -22,6 +22,9 @@ export interface JobSpec {
 
 export interface PlannedChange {
   changeId: string
+  /** `schema.table` and action: metric labels. */
+  table: string
+  action: string
   /** Commit position (lsn, idx) as decimal strings; absent for backfill reads. */
   version?: [string, string]
   jobs: JobSpec[]
@@ -36,10 +39,12 @@ export interface BatchPlan {
   /** Valid changes that start at least one workflow, each deduplicated as a whole. */
   changes: PlannedChange[]
   unmatched: number
+  /** `schema.table` and action of each unmatched change: metric labels. */
+  unmatchedChanges: Array<{ table: string, action: string }>
   /** Messages kept for an operator: they failed the schema, or a workflow's `when` threw. */
   quarantine: Array<JobSpec & Rejection>
-  /** Tables whose updates arrived with `changes: {}` (no REPLICA IDENTITY FULL). */
-  unknownChanges: Set<string>
+  /** Tables whose updates arrived with `changes: {}` (no REPLICA IDENTITY FULL), and how many. */
+  unknownChanges: Map<string, number>
 }
 
 export interface JobOptions {
@@ -83,7 +88,7 @@ export function stepJobData (message: SequinMessage, workflow: Workflow, run: st
 
 /** Pure: what a batch of raw messages becomes in Redis. */
 export function planBatch (messages: readonly unknown[], workflows: readonly Workflow[], options: JobOptions, now: Date): BatchPlan {
-  const plan: BatchPlan = { changes: [], unmatched: 0, quarantine: [], unknownChanges: new Set() }
+  const plan: BatchPlan = { changes: [], unmatched: 0, unmatchedChanges: [], quarantine: [], unknownChanges: new Map() }
   const quarantine = (index: number, reason: string, issues: MessageIssue[], message: unknown) => {
     const raw = JSON.stringify(message) ?? 'undefined'
     const data = JSON.stringify({ reason, index, issues, receivedAt: now.toISOString(), message })
@@ -95,13 +100,15 @@ export function planBatch (messages: readonly unknown[], workflows: readonly Wor
     if (!parsed.ok) return quarantine(index, 'invalid-message', parsed.issues, raw)
     const { message } = parsed
     const change = toChange(message)
-    if (!change.changesKnown) plan.unknownChanges.add(`${change.schema}.${change.table}`)
+    const table = `${change.schema}.${change.table}`
+    if (!change.changesKnown) plan.unknownChanges.set(table, (plan.unknownChanges.get(table) ?? 0) + 1)
 
     const routed = routeChange(workflows, change)
     const rows = routed.ok ? rowsOf(routed.workflows, change) : routed
     if (!rows.ok) return quarantine(index, 'routing-error', [{ path: `workflow ${rows.workflow}`, message: rows.error }], raw)
     if (rows.rows.length === 0) {
       plan.unmatched++
+      plan.unmatchedChanges.push({ table, action: change.action })
       return
     }
     const id = changeId(message.metadata)
@@ -123,7 +130,7 @@ export function planBatch (messages: readonly unknown[], workflows: readonly Wor
     })
     const { commit_lsn: lsn, commit_idx: idx } = message.metadata
     const version: [string, string] | undefined = lsn != null && idx != null ? [String(lsn), String(idx)] : undefined
-    plan.changes.push({ changeId: id, version, jobs })
+    plan.changes.push({ changeId: id, table, action: change.action, version, jobs })
   })
   return plan
 }

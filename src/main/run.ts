@@ -4,7 +4,9 @@ import { ConfigError, loadConfig } from '../config.ts'
 import { createLogger } from '../logger.ts'
 import { redisAnswers } from '../redis/connection.ts'
 import { RedisNotFoundError, startEmbeddedRedis, type EmbeddedRedis } from '../redis/embedded.ts'
+import { Metrics } from '../metrics.ts'
 import { createWeb, createWorker } from '../runtime/services.ts'
+import { startWorkerHttp } from '../runtime/worker-http.ts'
 import { boardBanner, resolveBoardCredentials } from '../runtime/board-credentials.ts'
 import { resolveTokens, tokenBanner } from '../runtime/tokens.ts'
 import { loadWorkflows, WorkflowLoadError } from '../workflows/load.ts'
@@ -22,6 +24,7 @@ export async function run (role: Role): Promise<void> {
     return fail(error)
   }
   const logger = createLogger(config)
+  const metrics = new Metrics()
   const closers: Array<() => Promise<void>> = []
   let embedded: EmbeddedRedis | undefined
 
@@ -44,15 +47,19 @@ export async function run (role: Role): Promise<void> {
       const { tokens, generatedFile } = await resolveTokens(config)
       const credentials = await resolveBoardCredentials(config)
       if (!credentials.enabled) logger.warn(credentials.reason)
-      const web = await createWeb({ config, logger, redisUrl, workflows, tokens, board: credentials.enabled ? credentials : undefined })
+      const web = await createWeb({ config, logger, redisUrl, workflows, tokens, metrics, board: credentials.enabled ? credentials : undefined })
       closers.push(web.close)
       await web.app.listen({ host: config.HOST, port: config.PORT })
       if (generatedFile) process.stderr.write(tokenBanner(tokens[0]!, generatedFile, config.PORT))
       if (credentials.enabled) process.stderr.write(`${boardBanner(credentials, config.PORT)}\n`)
     }
     if (role !== 'web') {
-      const worker = createWorker({ config, logger, redisUrl, workflows })
+      const worker = createWorker({ config, logger, redisUrl, workflows, metrics })
       closers.unshift(worker.close)
+      if (role === 'worker' && config.WORKER_METRICS_PORT) {
+        const http = await startWorkerHttp(config, metrics, logger, config.WORKER_METRICS_PORT)
+        closers.unshift(() => http.close())
+      }
       logger.info({ concurrency: config.WORKER_CONCURRENCY }, 'workers started')
     }
   } catch (error) {

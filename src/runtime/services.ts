@@ -7,6 +7,8 @@ import type { Config } from '../config.ts'
 import { createIngest } from '../ingest/ingest.ts'
 import { createJobOptions } from '../ingest/job-options.ts'
 import { Keyspace, QUARANTINE_QUEUE } from '../keys.ts'
+import { Metrics } from '../metrics.ts'
+import { registerGauges } from '../operations/gauges.ts'
 import { createRedis, waitUntilReady } from '../redis/connection.ts'
 import { RedisMonitor } from '../redis/monitor.ts'
 import { tripwireKey } from '../redis/tripwire.ts'
@@ -30,10 +32,12 @@ export interface WebOptions {
   tokens: readonly string[]
   /** Dashboard credentials; without them the dashboard is off. */
   board?: { username: string, password: string }
+  /** The process's metrics, shared with its workers under `npm start`. */
+  metrics?: Metrics
 }
 
 /** The HTTP side with its Redis client: what `npm run web` runs and what tests inject into. */
-export async function createWeb ({ config, logger, redisUrl, workflows, tokens, board }: WebOptions): Promise<Web> {
+export async function createWeb ({ config, logger, redisUrl, workflows, tokens, board, metrics = new Metrics() }: WebOptions): Promise<Web> {
   const redis = withScripts(createRedis(redisUrl, 'web', logger))
   const keys = new Keyspace(config.REDIS_PREFIX)
   let closing = false
@@ -48,12 +52,14 @@ export async function createWeb ({ config, logger, redisUrl, workflows, tokens, 
   // A first check before Redis answers would only fail; a Redis that is down is checked on 'ready'.
   await waitUntilReady(redis, 3_000).catch(() => {})
   await monitor.start()
-  const ingest = createIngest({ redis, keys, workflows, jobOptions: createJobOptions(workflows, config), config })
+  const ingest = createIngest({ redis, keys, workflows, jobOptions: createJobOptions(workflows, config), config, metrics })
   const queues = [...workflows.map((workflow) => workflow.name), QUARANTINE_QUEUE]
     .map((name) => new Queue(name, { connection: redis, prefix: keys.bullPrefix }))
   for (const queue of queues) queue.on('error', (error) => logger.warn({ queue: queue.name, err: error }, 'dashboard queue error'))
+  registerGauges(metrics, queues, redis, keys)
   const app = await buildApp(config, {
     logger,
+    metrics,
     ingest,
     tokens,
     board: board && { queues, ...board, readOnly: config.BOARD_READ_ONLY },
@@ -86,10 +92,11 @@ export interface WorkerOptions {
   logger: Logger
   redisUrl: string
   workflows: readonly Workflow[]
+  metrics?: Metrics
 }
 
 /** The step runners: what `npm run worker` runs, any number of replicas against one Redis. */
-export function createWorker ({ config, logger, redisUrl, workflows }: WorkerOptions): Worker {
+export function createWorker ({ config, logger, redisUrl, workflows, metrics = new Metrics() }: WorkerOptions): Worker {
   const redis = withScripts(createRedis(redisUrl, 'worker', logger))
   const keys = new Keyspace(config.REDIS_PREFIX)
   const workers = startWorkers(config, redis, {
@@ -100,6 +107,7 @@ export function createWorker ({ config, logger, redisUrl, workflows }: WorkerOpt
     runTtlMs: config.DEDUP_TTL,
     dedupTtlMs: config.DEDUP_TTL,
     log: logger,
+    metrics,
   })
   const reconciler = startReconciler(redis, keys, config.RECONCILE_INTERVAL, logger)
   return {

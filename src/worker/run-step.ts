@@ -1,6 +1,7 @@
 import { UnrecoverableError, type Job } from 'bullmq'
 import type { Logger } from 'pino'
 import type { Keyspace } from '../keys.ts'
+import type { Metrics } from '../metrics.ts'
 import { idempotencyKey, stepJobId } from '../ingest/identity.ts'
 import type { JobOptions, StepJobData } from '../ingest/plan.ts'
 import type { ScriptedRedis } from '../redis/scripts.ts'
@@ -15,6 +16,7 @@ export interface StepRunnerDeps {
   /** How long a run's step results are kept: as long as its change is deduplicated. */
   runTtlMs: number
   log: Logger
+  metrics: Metrics
 }
 
 function toJson (value: unknown, step: string): string {
@@ -30,7 +32,7 @@ function toJson (value: unknown, step: string): string {
  * releases the next step. If the worker dies after that script but before BullMQ marks the job
  * completed, the re-run finds the result and returns it without running the step again.
  */
-export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs, log }: StepRunnerDeps) {
+export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs, log, metrics }: StepRunnerDeps) {
   const byName = new Map(workflows.map((workflow) => [workflow.name, workflow]))
 
   return async function runStep (job: Job<StepJobData>): Promise<unknown> {
@@ -86,7 +88,13 @@ export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs
       argv.push(stepJobId(data.run, next.name), next.name, JSON.stringify(nextData), jobOptions.step(workflow.name, next.name))
     }
     await redis.cfAdvance(1, runKey, ...argv)
-    stepLog.info({ attempt, ms: Math.round(performance.now() - started), next: next?.name ?? null }, 'step completed')
+    const seconds = (performance.now() - started) / 1000
+    const labels = { workflow: workflow.name, step: step.name }
+    metrics.stepsCompleted.inc(labels)
+    metrics.stepDuration.observe(labels, seconds)
+    if (next) metrics.stepsEnqueued.inc({ workflow: workflow.name, step: next.name })
+    else metrics.runLag.observe({ workflow: workflow.name }, Math.max(0, Date.now() - Date.parse(data.commitTimestamp)) / 1000)
+    stepLog.info({ attempt, ms: Math.round(seconds * 1000), next: next?.name ?? null }, 'step completed')
     return result
   }
 }

@@ -38,9 +38,22 @@ export function startWorkers (config: WorkerConfig, connection: Redis, deps: Ste
       const attempts = job.opts.attempts ?? 1
       const final = job.attemptsMade >= attempts || error.name === 'UnrecoverableError' || error.name === 'PermanentError'
       const fields = { queue: worker.name, jobId: job.id, step: job.name, attempt: job.attemptsMade, attempts, err: error }
-      if (worker.name === QUARANTINE_QUEUE) log.warn(fields, 'quarantined message still invalid')
-      else if (final) log.error(fields, 'step failed for good: its run stops here until an operator retries it')
-      else log.warn(fields, 'step failed; it will be retried with backoff')
+      if (worker.name === QUARANTINE_QUEUE) {
+        log.warn(fields, 'quarantined message still invalid')
+        return
+      }
+      const labels = { workflow: worker.name, step: job.name }
+      if (final) {
+        deps.metrics.stepsFailed.inc(labels)
+        log.error(fields, 'step failed for good: its run stops here until an operator retries it')
+        if (job.data?.row) {
+          // Shown in the dashboard's Logs tab of the failed job: what this failure holds up.
+          job.log(`This run blocks its row (${job.data.table} ${JSON.stringify(job.data.key)}): later changes of the row wait. Retry this job to continue the run, or remove it to discard the run and let the row move on.`).catch(() => {})
+        }
+      } else {
+        deps.metrics.stepsRetried.inc(labels)
+        log.warn(fields, 'step failed; it will be retried with backoff')
+      }
     })
     worker.on('error', (error) => log.error({ queue: worker.name, err: error }, 'worker error'))
   }

@@ -6,6 +6,7 @@ import { Redis } from 'ioredis'
 import pino from 'pino'
 import { loadConfig, type Config } from '../../src/config.ts'
 import { createLogger } from '../../src/logger.ts'
+import { Metrics } from '../../src/metrics.ts'
 import { createWeb, createWorker, type Web, type Worker } from '../../src/runtime/services.ts'
 import { loadWorkflows } from '../../src/workflows/load.ts'
 
@@ -64,8 +65,9 @@ export async function startService (options: ServiceOptions = {}): Promise<Servi
     ? createLogger({ LOG_LEVEL: 'info' }, { write: (line: string) => { logs.push(line) } })
     : pino({ level: config.LOG_LEVEL })
   const workflows = await loadWorkflows(config.JOBS_DIR)
-  const web = await createWeb({ config, logger, redisUrl, workflows, tokens: config.SEQUIN_WEBHOOK_TOKENS })
-  const worker = options.workers === false ? undefined : createWorker({ config, logger, redisUrl, workflows })
+  const metrics = new Metrics() // shared, as under npm start
+  const web = await createWeb({ config, logger, redisUrl, workflows, tokens: config.SEQUIN_WEBHOOK_TOKENS, metrics })
+  const worker = options.workers === false ? undefined : createWorker({ config, logger, redisUrl, workflows, metrics })
   const redis = new Redis(redisUrl)
   const queues = new Map<string, Queue>()
   const keyPattern = `{${prefix}}*`
