@@ -1,32 +1,37 @@
 /**
- * Opens the Bull Board in a real browser and saves what an operator sees:
+ * Opens the dashboard of a running changeflow in a real browser and saves what an operator sees:
  *
  *   node --import tsx scripts/board-screenshot.ts [out.png]
  *
- * Starts Fastify (helmet + the board) on a free port of 127.0.0.1, fills two queues under a
- * private BullMQ prefix, logs in with basic credentials in Debian's chromium, checks that both
- * queues and a failed quarantine job with its error are on screen, then deletes its keys.
- * Prints one JSON line; exits 1 when the board did not render. CHROMIUM_PATH overrides `which`.
+ * Starts the service (webhook, dashboard and workers, the project's jobs/) on a free port of
+ * 127.0.0.1 under a private key prefix, sends it Sequin fixtures (a paid order, new users, an
+ * invalid message), waits for the steps, logs in to /admin/queues in Debian's chromium, checks
+ * that the workflow queues, a completed step and the quarantined message with its error are on
+ * screen, then deletes its keys. Prints one JSON line; exits 1 when the board did not render.
+ * CHROMIUM_PATH overrides `which chromium`.
  */
 import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import helmet from '@fastify/helmet'
-import { Queue, UnrecoverableError, Worker } from 'bullmq'
-import Fastify from 'fastify'
+import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
+import pino from 'pino'
 import { chromium } from 'playwright-core'
-import board from '../routes/board.ts'
+import { loadConfig } from '../src/config.ts'
+import { Metrics } from '../src/metrics.ts'
+import { createWeb, createWorker } from '../src/runtime/services.ts'
+import { loadWorkflows } from '../src/workflows/load.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const out = resolve(process.argv[2] ?? `${root}test/artifacts/board.png`)
 const redisUrl = process.env.TEST_REDIS_URL ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
-const prefix = `{t-shot-${randomBytes(5).toString('hex')}}`
+const prefix = `shot-${randomBytes(5).toString('hex')}`
+const token = randomBytes(24).toString('base64url')
 const credentials = { username: 'admin', password: randomBytes(12).toString('base64url') }
 const HOST = 'changeflow.test'
-const ERROR_TEXT = 'record.id: expected string, received number'
+const ERROR_TEXT = 'record: Invalid input: expected record, received string'
 
 function findChromium (): string | null {
   if (process.env.CHROMIUM_PATH) return process.env.CHROMIUM_PATH
@@ -46,26 +51,44 @@ async function deleteKeys (redis: Redis, pattern: string): Promise<void> {
   } while (cursor !== '0')
 }
 
-/** A few steps waiting and delayed, and one quarantined message failed with its error. */
-async function seed (redis: Redis, queues: Queue[]): Promise<void> {
-  const [orders, quarantine] = queues as [Queue, Queue]
-  await orders.add('reserve-inventory', { change: { table: 'orders', record: { id: 41 } } })
-  await orders.add('send-receipt', { change: { table: 'orders', record: { id: 42 } } })
-  await orders.add('create-shipment', { change: { table: 'orders', record: { id: 43 } } }, { delay: 3_600_000 })
-  await quarantine.add('invalid-message', { index: 3, message: { record: { id: 7 } } })
-  const connection = redis.duplicate({ maxRetriesPerRequest: null })
-  const worker = new Worker(quarantine.name, async () => { throw new UnrecoverableError(ERROR_TEXT) }, { connection, prefix })
-  await new Promise((resolve) => worker.once('failed', resolve))
-  await worker.close()
-  connection.disconnect()
+const fixture = (name: string) => readFileSync(`${root}test/fixtures/${name}.json`, 'utf8')
+
+async function until (condition: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 15_000
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+/** A paid order (three steps), new users, and one message that fails validation. */
+async function send (base: string, queues: Map<string, Queue>): Promise<void> {
+  const invalid = JSON.parse(fixture('batch-orders-insert')) as { data: Array<Record<string, unknown>> }
+  invalid.data[0]!.record = 'not a row'
+  for (const body of [fixture('batch-orders-update-paid'), fixture('batch-mixed-orders-users'), JSON.stringify(invalid)]) {
+    const response = await fetch(`${base}/webhooks/sequin`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body,
+    })
+    if (response.status !== 200) throw new Error(`the webhook answered ${response.status}: ${await response.text()}`)
+  }
+  await until(async () => (await queues.get('order-paid')!.getJobCounts('completed')).completed === 3, 'the paid order\'s three steps')
+  await until(async () => (await queues.get('quarantine')!.getJobCounts('failed')).failed === 1, 'the quarantined message')
 }
 
 async function main (): Promise<Record<string, unknown>> {
   const executablePath = findChromium()
   if (!executablePath) throw new Error('no chromium binary: apt-get install -y chromium, or set CHROMIUM_PATH')
+  const config = loadConfig({ REDIS_URL: redisUrl, REDIS_PREFIX: prefix, SEQUIN_WEBHOOK_TOKENS: token, LOG_LEVEL: 'silent' })
+  const logger = pino({ level: 'silent' })
+  const workflows = await loadWorkflows(config.JOBS_DIR)
+  const metrics = new Metrics()
+  const web = await createWeb({ config, logger, redisUrl, workflows, tokens: [token], metrics, board: credentials })
+  const worker = createWorker({ config, logger, redisUrl, workflows, metrics })
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null })
-  const queues = ['order-paid', 'quarantine'].map((name) => new Queue(name, { connection: redis, prefix }))
-  const app = Fastify()
+  const names = [...workflows.map((workflow) => workflow.name), 'quarantine']
+  const queues = new Map(names.map((name) => [name, new Queue(name, { connection: redis, prefix: `{${prefix}}` })]))
   const browser = await chromium.launch({
     executablePath,
     headless: true,
@@ -75,10 +98,8 @@ async function main (): Promise<Record<string, unknown>> {
       `--host-resolver-rules=MAP ${HOST} 127.0.0.1`],
   })
   try {
-    await seed(redis, queues)
-    await app.register(helmet)
-    await app.register(board, { queues, ...credentials, readOnly: false })
-    const address = await app.listen({ host: '127.0.0.1', port: 0 })
+    const address = await web.app.listen({ host: '127.0.0.1', port: 0 })
+    await send(address, queues)
     const base = address.replace('127.0.0.1', HOST)
 
     const context = await browser.newContext({ httpCredentials: credentials, viewport: { width: 1400, height: 900 } })
@@ -94,25 +115,30 @@ async function main (): Promise<Record<string, unknown>> {
     })
 
     await page.goto(`${base}/admin/queues`)
-    for (const name of ['order-paid', 'quarantine']) {
-      await page.getByText(name, { exact: true }).first().waitFor({ timeout: 15_000 })
+    for (const name of names) {
+      await page.getByText(name, { exact: name !== 'quarantine' }).first().waitFor({ timeout: 15_000 })
     }
     await page.getByText('Loading...').waitFor({ state: 'detached', timeout: 15_000 })
     mkdirSync(dirname(out), { recursive: true })
     const overview = out.replace(/\.png$/, '-overview.png')
     await page.screenshot({ path: overview, fullPage: true })
+    await page.goto(`${base}/admin/queues/queue/order-paid?status=completed`)
+    await page.getByText('send-receipt').first().waitFor({ timeout: 15_000 })
+    const steps = out.replace(/\.png$/, '-steps.png')
+    await page.screenshot({ path: steps, fullPage: true })
     await page.goto(`${base}/admin/queues/queue/quarantine?status=failed`)
     await page.getByText('invalid-message').first().waitFor({ timeout: 15_000 })
     await page.getByText(ERROR_TEXT).first().waitFor({ timeout: 15_000 })
     await page.getByText('quarantine (invalid messages)').first().waitFor({ timeout: 15_000 })
     await page.screenshot({ path: out, fullPage: true })
     if (problems.length > 0) throw new Error(`the board logged errors:\n${problems.join('\n')}`)
-    return { ok: true, screenshot: out, overview, queues: queues.map((queue) => queue.name), job: 'invalid-message' }
+    return { ok: true, screenshot: out, overview, steps, queues: names, job: 'invalid-message' }
   } finally {
     await browser.close()
-    await app.close()
-    await Promise.all(queues.map((queue) => queue.close()))
-    await deleteKeys(redis, `${prefix}*`)
+    await worker.close()
+    await web.close()
+    await Promise.all([...queues.values()].map((queue) => queue.close()))
+    await deleteKeys(redis, `{${prefix}}*`)
     redis.disconnect()
   }
 }
