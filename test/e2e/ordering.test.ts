@@ -84,6 +84,7 @@ t.test('a failed run blocks its row until retried; a discarded run lets the row 
   await waitFor(() => ran('ledger-apply', '6').length === 3, 5_000, 'the next run of row 6')
   t.same(ran('ledger-apply', '6').map((e) => e.step), ['apply', 'apply', 'confirm'])
   t.equal(await queue.getJob(row6!.jobId), undefined, 'the discarded job is gone')
+  t.equal(await service.redis.exists(keys.run(row6!.jobId.split('.')[1]!)), 0, 'and so is its run record')
 })
 
 t.test('removing a failed job (as the dashboard does) unblocks its row within a reconcile interval', async (t) => {

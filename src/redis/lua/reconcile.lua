@@ -21,4 +21,8 @@ if not state[2] and state[1] and rcall('EXISTS', BULL .. ':' .. name .. ':' .. s
   return 'running'
 end
 leaveRow(row, head, now)
+if not state[2] then
+  -- Given up: nothing will read its record again (a redelivery of its change is a duplicate).
+  rcall('DEL', runKey(run))
+end
 return 'discarded'
