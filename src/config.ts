@@ -1,6 +1,9 @@
 import { fileURLToPath } from 'node:url'
 import { z } from 'zod'
 
+/** Where Redis is looked for when REDIS_URL is not set. */
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379'
+
 /** Project root: config defaults (jobs/, .data/) are relative to it, not to the cwd. */
 export const projectRoot = fileURLToPath(new URL('..', import.meta.url))
 

@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import closeWithGrace from 'close-with-grace'
-import { ConfigError, loadConfig } from '../config.ts'
+import { ConfigError, DEFAULT_REDIS_URL as DEFAULT_REDIS, loadConfig } from '../config.ts'
 import { createLogger } from '../logger.ts'
 import { redisAnswers } from '../redis/connection.ts'
 import { RedisNotFoundError, startEmbeddedRedis, type EmbeddedRedis } from '../redis/embedded.ts'
@@ -12,8 +12,6 @@ import { resolveTokens, tokenBanner } from '../runtime/tokens.ts'
 import { loadWorkflows, WorkflowLoadError } from '../workflows/load.ts'
 
 export type Role = 'all' | 'web' | 'worker'
-
-const DEFAULT_REDIS = 'redis://127.0.0.1:6379'
 
 /** The only place that touches the process: environment, signals, exit codes, listen. */
 export async function run (role: Role): Promise<void> {

@@ -70,11 +70,16 @@ export async function reconcileRows (redis: ScriptedRedis, keys: Keyspace, idleM
   return counts
 }
 
-/** Retries a failed step: its run continues, then its row's next run. */
+/**
+ * Retries a failed step with a fresh set of attempts (the operator fixed the cause): its run
+ * continues, then its row's next run.
+ */
 export async function retryStep (queue: Queue, jobId: string): Promise<void> {
   const job = await queue.getJob(jobId)
   if (!job) throw new Error(`no job ${jobId} in ${queue.name}`)
-  await job.retry('failed')
+  const state = await job.getState()
+  if (state !== 'failed') throw new Error(`job ${jobId} in ${queue.name} is ${state}: only a failed step can be retried`)
+  await job.retry('failed', { resetAttemptsMade: true })
 }
 
 /** Gives a failed run up: its job is removed and its row moves on to the next run. */

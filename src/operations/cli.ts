@@ -1,0 +1,122 @@
+import { parseArgs } from 'node:util'
+import type { Redis } from 'ioredis'
+import type { Config } from '../config.ts'
+import { Keyspace } from '../keys.ts'
+import { blocked, discard, quarantine, redrive, retry, type CommandContext } from './cli-commands.ts'
+
+export interface CliDeps {
+  config: Pick<Config, 'REDIS_PREFIX' | 'JOBS_DIR'>
+  /** Commands that need no Redis (help, usage errors) never touch it: it may be lazy. */
+  redis: Redis
+  out: (line: string) => void
+  err: (line: string) => void
+}
+
+export const USAGE = `usage: npm run cli -- <command> [options]
+
+commands:
+  blocked [--json]            rows blocked by a run whose step failed for good
+  retry <workflow> <jobId>    retry a failed step: its run continues, then its row's next run
+  discard <workflow> <jobId>  give a failed run up: its job is removed and its row moves on
+  quarantine [--json]         messages kept in quarantine (invalid, or their routing failed)
+  redrive <jobId> | --all     re-ingest quarantined messages through validation, routing, dedup
+  help                        this text
+
+  --json  one JSON object per line instead of a table
+
+Reads REDIS_URL (default redis://127.0.0.1:6379), REDIS_PREFIX and JOBS_DIR like the service.
+Exit codes: 0 done, 1 the operation failed, 2 usage error.`
+
+type Flag = 'json' | 'all'
+
+interface Command {
+  operands: readonly string[]
+  flags: readonly Flag[]
+  run (ctx: CommandContext, operands: string[], flags: Record<Flag, boolean>): Promise<number | void>
+}
+
+const COMMANDS: Record<string, Command> = {
+  blocked: { operands: [], flags: ['json'], run: (ctx, _, flags) => blocked(ctx, flags.json) },
+  retry: { operands: ['workflow', 'jobId'], flags: [], run: (ctx, [workflow, jobId]) => retry(ctx, workflow!, jobId!) },
+  discard: { operands: ['workflow', 'jobId'], flags: [], run: (ctx, [workflow, jobId]) => discard(ctx, workflow!, jobId!) },
+  quarantine: { operands: [], flags: ['json'], run: (ctx, _, flags) => quarantine(ctx, flags.json) },
+  // `--all` stands in for the job id; checked in `usageError`.
+  redrive: { operands: ['jobId'], flags: ['all'], run: (ctx, [jobId]) => redrive(ctx, jobId) },
+}
+
+class UsageError extends Error {}
+
+/** Runs one operator command; resolves to the process exit code and never throws. */
+export async function runCli (argv: readonly string[], deps: CliDeps): Promise<number> {
+  let parsed: Parsed | 'help'
+  try {
+    parsed = parse(argv)
+  } catch (error) {
+    deps.err(`error: ${(error as UsageError).message}`)
+    deps.err(USAGE)
+    return 2
+  }
+  if (parsed === 'help') {
+    deps.out(USAGE)
+    return 0
+  }
+
+  const ctx: CommandContext = { config: deps.config, redis: deps.redis, keys: new Keyspace(deps.config.REDIS_PREFIX), out: deps.out, err: deps.err }
+  // When Redis cannot be reached, commands fail with "Connection is closed."; the cause is this.
+  let connectionError: Error | undefined
+  const onError = (error: Error) => { connectionError = error }
+  deps.redis.on('error', onError)
+  try {
+    return (await parsed.command.run(ctx, parsed.operands, parsed.flags)) ?? 0
+  } catch (error) {
+    const unreachable = connectionError && deps.redis.status !== 'ready'
+    deps.err(`error: ${unreachable ? `cannot reach Redis: ${connectionError!.message}` : (error as Error)?.message ?? String(error)}`)
+    return 1
+  } finally {
+    deps.redis.off('error', onError)
+  }
+}
+
+interface Parsed {
+  command: Command
+  operands: string[]
+  flags: Record<Flag, boolean>
+}
+
+function parse (argv: readonly string[]): Parsed | 'help' {
+  let values, positionals
+  try {
+    ({ values, positionals } = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      options: { json: { type: 'boolean' }, all: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    }))
+  } catch (error) {
+    // Node's messages go on with advice about `--`; the first sentence is the one-line error.
+    throw new UsageError((error as Error).message.split('. ')[0]!)
+  }
+  const [name, ...operands] = positionals
+  if (values.help || name === 'help') return 'help'
+  if (name === undefined) throw new UsageError('missing command')
+  const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name]! : undefined
+  if (!command) throw new UsageError(`unknown command "${name}"`)
+
+  const flags = { json: values.json ?? false, all: values.all ?? false }
+  for (const flag of ['json', 'all'] as const) {
+    if (flags[flag] && !command.flags.includes(flag)) throw new UsageError(`${name} takes no --${flag}`)
+  }
+  const usageError = usageOf(name, command, operands, flags.all)
+  if (usageError) throw new UsageError(usageError)
+  return { command, operands, flags }
+}
+
+function usageOf (name: string, command: Command, operands: readonly string[], all: boolean): string | undefined {
+  if (name === 'redrive') {
+    if (all) return operands.length > 0 ? 'redrive takes a job id or --all, not both' : undefined
+    if (operands.length === 0) return 'redrive needs a job id, or --all'
+  }
+  const wanted = command.operands.map((operand) => `<${operand}>`)
+  if (operands.length < wanted.length) return `${name} needs ${wanted.join(' ')} (missing ${wanted.slice(operands.length).join(' ')})`
+  if (operands.length > wanted.length) return `${name} takes ${wanted.join(' ') || 'no arguments'}; unexpected "${operands[wanted.length]}"`
+  return undefined
+}

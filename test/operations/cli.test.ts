@@ -1,0 +1,189 @@
+import { spawn } from 'node:child_process'
+import t from 'tap'
+import { projectRoot } from '../../src/config.ts'
+import { runCli, USAGE } from '../../src/operations/cli.ts'
+import { executions, failures, reset } from '../fixtures/jobs/_recorder.ts'
+import { fixtureMessages, startService, waitFor, withIdentity } from '../helpers/service.ts'
+
+const service = await startService()
+t.teardown(() => service.close())
+t.beforeEach(() => reset())
+
+/** Runs a command against the test service's Redis and prefix, collecting what it prints. */
+async function cli (...argv: string[]) {
+  const out: string[] = []
+  const err: string[] = []
+  const code = await runCli(argv, { config: service.config, redis: service.redis, out: (line) => out.push(line), err: (line) => err.push(line) })
+  return { code, out, err, stdout: out.join('\n'), stderr: err.join('\n') }
+}
+
+const template = fixtureMessages('batch-orders-update-paid')[0]!
+let lsn = 300_000
+function change (id: number, action = 'update') {
+  const message = withIdentity(template, lsn++) as Record<string, unknown> & { record: Record<string, unknown>, metadata: Record<string, unknown> }
+  message.action = action
+  message.metadata.table_name = 'ledger'
+  message.metadata.record_pks = [String(id)]
+  message.record = { id }
+  return message
+}
+const ran = (key: string) => executions.filter((e) => e.workflow === 'ledger-apply' && e.key === key).map((e) => e.step)
+
+/** Row `id` of ledger: its first run fails for good at `apply`, a second run waits behind it. */
+async function blockRow (id: number): Promise<string> {
+  failures.set(`ledger-apply/${id}`, 1)
+  await service.post({ data: [change(id, 'insert')] })
+  await service.post({ data: [change(id)] })
+  let jobId: string | undefined
+  await waitFor(async () => {
+    const { out } = await cli('blocked', '--json')
+    jobId = out.map((line) => JSON.parse(line)).find((row) => row.key[0] === String(id))?.jobId
+    return jobId !== undefined
+  }, 5_000, `row ${id} blocked`)
+  return jobId!
+}
+
+t.test('blocked lists the row with its error; retry runs the step again, then the next run', async (t) => {
+  const jobId = await blockRow(41)
+
+  const table = await cli('blocked')
+  t.equal(table.code, 0)
+  t.match(table.out[0], /^WORKFLOW +STEP +TABLE +KEY +ACTION +COMMITTED +FAILED +WAITING +JOB +ERROR$/)
+  t.equal(table.out.length, 2, 'one blocked row')
+  t.match(table.out[1], /^ledger-apply +apply +public\.ledger +41 +insert +\S+ +\d{4}-\d\d-\d\dT\S+Z +1 +apply\.\S+ +refused \(0 more\)$/)
+  t.match(table.out[1], jobId)
+
+  const json = await cli('blocked', '--json')
+  t.match(JSON.parse(json.out[0]!), { workflow: 'ledger-apply', step: 'apply', table: 'public.ledger', key: ['41'], action: 'insert', error: 'refused (0 more)', waiting: 1, jobId })
+
+  const retried = await cli('retry', 'ledger-apply', jobId)
+  t.equal(retried.code, 0, retried.stderr)
+  t.match(retried.stdout, `retried ledger-apply job ${jobId}`)
+  await waitFor(() => ran('41').length === 5, 5_000, 'the retried run, then the next one')
+  t.same(ran('41'), ['apply', 'apply', 'confirm', 'apply', 'confirm'])
+  t.same((await cli('blocked')).out, ['no blocked rows'])
+  t.same((await cli('blocked', '--json')).out, [], 'JSON lines: none')
+
+  const again = await cli('retry', 'ledger-apply', jobId)
+  t.equal(again.code, 1, 'a step that is no longer failed is not retried')
+  t.match(again.stderr, /^error: job \S+ in ledger-apply is completed: only a failed step can be retried$/)
+})
+
+t.test('discard gives the failed run up and the row moves on', async (t) => {
+  const jobId = await blockRow(42)
+  const discarded = await cli('discard', 'ledger-apply', jobId)
+  t.equal(discarded.code, 0, discarded.stderr)
+  t.match(discarded.stdout, `discarded ledger-apply job ${jobId} (discarded)`)
+  await waitFor(() => ran('42').length === 3, 5_000, 'the next run of row 42')
+  t.same(ran('42'), ['apply', 'apply', 'confirm'])
+  t.equal(await service.queue('ledger-apply').getJob(jobId), undefined, 'the job is gone')
+
+  const again = await cli('discard', 'ledger-apply', jobId)
+  t.equal(again.code, 1)
+  t.equal(again.stderr, `error: no job ${jobId} in ledger-apply`)
+})
+
+t.test('retry and discard fail (1) on unknown workflows and jobs', async (t) => {
+  const unknown = await cli('retry', 'no-such-flow', 'apply.x')
+  t.equal(unknown.code, 1)
+  t.match(unknown.stderr, /^error: no workflow "no-such-flow" in \S+ \(known: .*ledger-apply.*\)$/)
+  t.match((await cli('discard', 'quarantine', 'q.x')).stderr, 'redriven with `redrive`')
+  const missing = await cli('retry', 'ledger-apply', 'apply.nothing')
+  t.same([missing.code, missing.stderr], [1, 'error: no job apply.nothing in ledger-apply'])
+})
+
+t.test('quarantine lists invalid messages; redrive re-ingests them', async (t) => {
+  const queue = service.queue('quarantine')
+  const empty = await cli('quarantine')
+  t.same([empty.code, empty.out], [0, ['no quarantined messages']])
+  t.same((await cli('redrive', '--all')).out, ['no quarantined messages'])
+
+  const invalid = change(43, 'upsert')
+  const stillInvalid = { ...change(44), action: 'merge' }
+  t.match((await service.post({ data: [change(45, 'insert'), invalid, stillInvalid] })).json(), { quarantined: 2 })
+  await waitFor(async () => (await queue.getJobCounts('failed')).failed === 2, 5_000, 'two quarantined messages')
+
+  const table = await cli('quarantine')
+  t.equal(table.code, 0)
+  t.match(table.out[0], /^JOB +REASON +INDEX +RECEIVED +ERROR$/)
+  t.equal(table.out.length, 3)
+  const line = table.out.find((text) => / 1 /.test(text))
+  t.match(line, /^q\.\S+ +invalid-message +1 +\d{4}-\d\d-\d\dT\S+Z +invalid-message: action/)
+
+  const json = (await cli('quarantine', '--json')).out.map((text) => JSON.parse(text))
+  const entry = json.find((message) => message.index === 1)
+  t.match(entry, { reason: 'invalid-message', index: 1, receivedAt: String, error: /action/ })
+  t.ok(line!.startsWith(entry.jobId))
+
+  // The operator fixes the stored message, then redrives it: it goes through ingestion again.
+  const job = (await queue.getJob(entry.jobId))!
+  await job.updateData({ ...job.data, message: { ...invalid, action: 'insert' } })
+  const one = await cli('redrive', entry.jobId)
+  t.equal(one.code, 0, one.stderr)
+  t.match(one.stdout, `redriven ${entry.jobId}: a worker re-ingests it`)
+  await waitFor(() => ran('43').length === 2, 5_000, 'the redriven change to run')
+  t.equal(await queue.getJobState(entry.jobId), 'completed')
+  t.equal((await cli('redrive', entry.jobId)).code, 1, 'a redriven message is no longer quarantined')
+
+  // --all: the other one is still invalid, so it comes back to quarantine.
+  const other = json.find((message) => message.index === 2)
+  const all = await cli('redrive', '--all')
+  t.equal(all.code, 0, all.stderr)
+  t.same(all.out, [`redriven ${other.jobId}`, '1 of 1 quarantined messages redriven: a worker re-ingests it (validation, routing, dedup); if still invalid it returns to quarantine'])
+  await waitFor(async () => (await queue.getJob(other.jobId))!.attemptsMade === 2 && (await queue.getJobState(other.jobId)) === 'failed', 5_000, 'the second attempt')
+  t.same((await cli('quarantine', '--json')).out.map((text) => JSON.parse(text).jobId), [other.jobId])
+})
+
+t.test('usage errors exit 2 with a one-line error and the usage', async (t) => {
+  const cases: Array<[string[], string]> = [
+    [[], 'missing command'],
+    [['nope'], 'unknown command "nope"'],
+    [['retry'], 'retry needs <workflow> <jobId> (missing <workflow> <jobId>)'],
+    [['discard', 'ledger-apply'], 'discard needs <workflow> <jobId> (missing <jobId>)'],
+    [['retry', 'ledger-apply', 'a', 'b'], 'retry takes <workflow> <jobId>; unexpected "b"'],
+    [['blocked', 'extra'], 'blocked takes no arguments; unexpected "extra"'],
+    [['blocked', '--bogus'], "Unknown option '--bogus'"],
+    [['quarantine', '--all'], 'quarantine takes no --all'],
+    [['retry', '--json', 'ledger-apply', 'x'], 'retry takes no --json'],
+    [['redrive'], 'redrive needs a job id, or --all'],
+    [['redrive', 'q.x', '--all'], 'redrive takes a job id or --all, not both'],
+    [['redrive', 'q.x', 'q.y'], 'redrive takes <jobId>; unexpected "q.y"'],
+  ]
+  for (const [argv, message] of cases) {
+    const result = await cli(...argv)
+    t.same([result.code, result.err[0], result.err[1], result.out], [2, `error: ${message}`, USAGE, []], argv.join(' ') || '(no command)')
+  }
+  for (const argv of [['help'], ['--help'], ['blocked', '-h']]) {
+    t.same(await cli(...argv), { code: 0, out: [USAGE], err: [], stdout: USAGE, stderr: '' }, argv.join(' '))
+  }
+  for (const command of ['blocked', 'retry', 'discard', 'quarantine', 'redrive', 'help']) t.match(USAGE, `\n  ${command} `)
+})
+
+/** `npm run cli -- …` as an operator types it; no Redis is needed for these. */
+function npmCli (...args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  const child = spawn('npm', ['run', 'cli', '--', ...args], {
+    cwd: projectRoot,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', REDIS_URL: 'redis://127.0.0.1:1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (chunk) => { stdout += chunk })
+  child.stderr.on('data', (chunk) => { stderr += chunk })
+  return new Promise((resolve) => child.once('close', (code) => resolve({ code, stdout, stderr })))
+}
+
+t.test('the npm script: help exits 0 with the usage, an unknown command exits 2', async (t) => {
+  const [help, nope] = await Promise.all([npmCli('help'), npmCli('nope')])
+  t.equal(help.code, 0, help.stderr)
+  t.match(help.stdout, USAGE)
+  t.equal(nope.code, 2)
+  t.match(nope.stderr, 'error: unknown command "nope"\nusage: npm run cli')
+})
+
+t.test('the npm script reports an unreachable Redis in one line, exit 1', async (t) => {
+  const result = await npmCli('quarantine')
+  t.equal(result.code, 1)
+  t.match(result.stderr, /^error: cannot reach Redis: connect ECONNREFUSED 127\.0\.0\.1:1$/m)
+  t.notMatch(result.stderr, /\n\s+at /, 'no stack traces')
+})
