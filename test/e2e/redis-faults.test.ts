@@ -68,3 +68,25 @@ t.test('INVALID_MESSAGES=reject answers 422 with per-index errors and enqueues n
   const fixed = await service.post({ data: [good] })
   t.match(fixed.json(), { accepted: 1 }, 'the valid change was not marked seen by the rejected batch')
 })
+
+t.test('a Redis that may evict keys keeps the service not ready: the webhook answers 503, never 2xx', async (t) => {
+  const server = await startRedisServer(['--maxmemory-policy', 'allkeys-lru'])
+  t.teardown(() => server.stop())
+  const service = await startService({ redisUrl: server.url, workers: false })
+  t.teardown(() => service.close())
+  await waitFor(() => service.web.redis.status === 'ready', 5_000, 'redis ready')
+  const response = await service.post({ data: [withIdentity(paid, 5)] })
+  t.equal(response.statusCode, 503)
+  t.equal(response.headers['retry-after'], '5')
+  const ready = await service.web.app.inject({ method: 'GET', url: '/readyz' })
+  t.equal(ready.statusCode, 503)
+  t.match(ready.json().reason, /maxmemory-policy/)
+
+  // The operator fixes it; the next check (on reconnect or every REDIS_CHECK_INTERVAL) sees it.
+  const admin = new Redis(server.url)
+  t.teardown(() => admin.disconnect())
+  await admin.config('SET', 'maxmemory-policy', 'noeviction')
+  service.web.redis.disconnect(true)
+  await waitFor(async () => (await service.web.app.inject({ method: 'GET', url: '/readyz' })).statusCode === 200, 10_000, 'ready again')
+  t.equal((await service.post({ data: [withIdentity(paid, 5)] })).statusCode, 200)
+})
