@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { spawn, spawnSync } from 'node:child_process'
+import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { projectRoot } from '../../src/config.ts'
@@ -13,9 +13,10 @@ interface Running {
   kill: (signal: NodeJS.Signals) => void
 }
 
-/** Runs an npm script of the project, as the README does. */
-function start (script: 'start' | 'web' | 'worker', env: Record<string, string>): Running {
-  const child = spawn('npm', ['run', '--silent', script], {
+/** Runs an npm script of the project, as the README does (`wrap` runs it inside another command). */
+function start (script: 'start' | 'web' | 'worker', env: Record<string, string>, wrap: string[] = []): Running {
+  const command = [...wrap, 'npm', 'run', '--silent', script]
+  const child = spawn(command[0]!, command.slice(1), {
     cwd: projectRoot,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -60,6 +61,25 @@ t.test('npm start: generates a token, runs a fixture through to completed steps,
   await service.exited // npm reports the signal; what matters is that the service shut down in order
   t.match(service.output(), '"signal":"SIGTERM","msg":"shutting down"')
   t.match(service.output(), '"msg":"stopped"')
+})
+
+// A network namespace of its own: nothing answers on 127.0.0.1:6379 there, as on a fresh machine.
+const isolated = ['unshare', '--net', 'sh', '-c', 'ip link set lo up && exec "$@"', 'isolated']
+const canIsolate = spawnSync('unshare', ['--net', 'true']).status === 0 && spawnSync('which', ['redis-server']).status === 0
+
+t.test('npm start with no Redis anywhere runs a private redis-server and stops it on exit', {
+  skip: canIsolate ? false : 'needs unshare --net (root) and redis-server',
+}, async (t) => {
+  const dataDir = t.testdir({})
+  const service = start('start', { DATA_DIR: dataDir, HOST: '127.0.0.1' }, isolated)
+  t.teardown(() => service.kill('SIGKILL'))
+  await waitFor(() => service.output().includes('Server listening'), 20_000, 'the server to listen')
+  t.match(service.output(), 'started a private redis-server (AOF on, noeviction)')
+  t.match(service.output(), '"msg":"workers started"')
+  service.kill('SIGTERM')
+  await service.exited
+  t.match(service.output(), '"msg":"stopped"')
+  t.ok(readdirSync(join(dataDir, 'redis')).some((name) => name.startsWith('appendonly')), 'its data is kept under DATA_DIR/redis')
 })
 
 t.test('production refuses to start without a webhook token', async (t) => {
