@@ -1,8 +1,10 @@
 import t from 'tap'
+import { Keyspace } from '../../src/keys.ts'
 import { executions, reset } from '../fixtures/jobs/_recorder.ts'
 import { fixture, fixtureMessages, startService, waitFor, withIdentity } from '../helpers/service.ts'
 
 const service = await startService({ env: { KEEP_COMPLETED: '0' } })
+const keys = new Keyspace(service.config.REDIS_PREFIX)
 t.teardown(() => service.close())
 t.beforeEach(() => reset())
 
@@ -39,6 +41,8 @@ t.test('every fixture is accepted with the right counts and starts the right wor
     t.same(response.json(), { accepted: want.accepted, duplicates: want.duplicates ?? 0, unmatched: want.unmatched, quarantined: 0, jobs: want.jobs }, name)
     const firstSteps = () => executions.filter((e) => ['one', 'greet', 'sync', 'touch'].includes(e.step))
     await waitFor(() => firstSteps().length === want.runs.length, 5_000, `${name} runs`)
+    // Every run finished, so the next fixture's runs start at once instead of queueing behind them.
+    await waitFor(async () => await service.redis.zcard(keys.rows()) === 0, 5_000, `${name}: rows idle`)
     t.same(firstSteps().map((e) => e.workflow).sort(), want.runs, `${name}: workflows started`)
   }
   // single-orders-update-paid is the same change as batch-orders-update-paid: a duplicate.

@@ -139,7 +139,7 @@ t.test('updates with changes: {} mark their table', async (t) => {
     fixture('batch-orders-update-paid.json'),
     fixture('batch-orders-insert.json'),
   ], workflows, options, now)
-  t.same([...plan.unknownChanges], ['public.orders'])
+  t.same([...plan.unknownChanges], [['public.orders', 1]], 'the table, and how many of its updates')
   t.same(plan.changes.map((c) => c.jobs.map((job) => job.queue)), [['order-audit'], ['order-paid', 'order-audit'], ['order-audit']],
     'order-paid cannot tell that status changed, the others still run')
 })
