@@ -17,6 +17,8 @@ export interface AppDeps {
   tokens: readonly string[]
   /** Why the service cannot accept changes right now, or null when it can. */
   notReadyReason: () => string | null
+  /** True once shutdown began. */
+  isClosing: () => boolean
   /** The dashboard, behind its own credentials; absent when it is off. */
   board?: BoardOptions
 }
@@ -41,6 +43,11 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
     maxEventLoopDelay: config.MAX_EVENT_LOOP_DELAY,
     maxHeapUsedBytes: config.MAX_HEAP_USED,
     retryAfter: 5,
+  })
+  // Sequin keeps connections alive: once shutdown began, each response closes its connection,
+  // or an idle keep-alive socket would hold the server open until the grace period runs out.
+  app.addHook('onSend', async (_request, reply) => {
+    if (deps.isClosing()) reply.header('connection', 'close')
   })
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched'

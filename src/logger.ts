@@ -1,19 +1,34 @@
 import pino, { type Logger } from 'pino'
 import type { Config } from './config.ts'
 
-/** Secrets never reach a log line, whichever object they ride in on. */
+const HEADERS = ['authorization', 'Authorization', 'cookie', 'Cookie', 'x-api-key', 'X-Api-Key']
+
+/** Paths redacted wherever these names appear in the first two levels of a log line. */
 export const REDACT = [
-  'req.headers.authorization',
-  'headers.authorization',
-  '*.headers.authorization',
-  'authorization',
-  'token',
-  'tokens',
-  'password',
-  'SEQUIN_WEBHOOK_TOKENS',
-  'BOARD_PASSWORD',
+  ...HEADERS.flatMap((header) => [`headers.${header}`, `*.headers.${header}`, `*.*.headers.${header}`]),
+  ...['authorization', 'token', 'tokens', 'password', 'secret', 'SEQUIN_WEBHOOK_TOKENS', 'BOARD_PASSWORD', 'METRICS_TOKEN']
+    .flatMap((key) => [key, `*.${key}`]),
 ]
 
+/**
+ * Errors are logged as what went wrong, not as everything they carry: HTTP clients (axios,
+ * got, undici) attach the request, its headers and its credentials to the errors they throw.
+ */
+const CARRIERS = new Set(['config', 'request', 'response', 'headers', 'options', 'req', 'res', 'agent'])
+function errorSerializer (error: unknown): unknown {
+  const serialized = pino.stdSerializers.err(error as Error) as unknown as Record<string, unknown>
+  if (!serialized || typeof serialized !== 'object') return serialized
+  for (const key of Object.keys(serialized)) if (CARRIERS.has(key)) delete serialized[key]
+  const status = (error as { response?: { status?: unknown } })?.response?.status
+  if (typeof status === 'number') serialized.status = status
+  return serialized
+}
+
+/** Secrets never reach a log line: redacted by name, and stripped from errors. */
 export function createLogger (config: Pick<Config, 'LOG_LEVEL'>, destination?: pino.DestinationStream): Logger {
-  return pino({ level: config.LOG_LEVEL, redact: { paths: REDACT, censor: '[redacted]' } }, destination)
+  return pino({
+    level: config.LOG_LEVEL,
+    redact: { paths: REDACT, censor: '[redacted]' },
+    serializers: { err: errorSerializer },
+  }, destination)
 }

@@ -66,12 +66,13 @@ export async function run (role: Role): Promise<void> {
     return fail(error)
   }
 
-  // Web closes first (503 to new requests, in-flight ones finish), then workers finish their
-  // active steps; past SHUTDOWN_GRACE the process exits and stall recovery re-runs what was cut.
+  // At once and together: the web stops accepting (503 to new requests, in-flight ones finish)
+  // and workers stop taking steps and finish their active ones. Past SHUTDOWN_GRACE the process
+  // exits anyway and stall recovery re-runs what was cut short.
   closeWithGrace({ delay: config.SHUTDOWN_GRACE, logger }, async ({ signal, err }) => {
     if (err) logger.error({ err }, 'shutting down after an error')
     else logger.info({ signal }, 'shutting down')
-    for (const close of closers.reverse()) await close()
+    await Promise.all(closers.map((close) => close()))
     await embedded?.stop()
     logger.info('stopped')
   })

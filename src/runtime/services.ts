@@ -63,6 +63,7 @@ export async function createWeb ({ config, logger, redisUrl, workflows, tokens, 
     ingest,
     tokens,
     board: board && { queues, ...board, readOnly: config.BOARD_READ_ONLY },
+    isClosing: () => closing,
     notReadyReason: () => {
       if (closing) return 'shutting down'
       if (redis.status !== 'ready') return `redis ${redis.status}`

@@ -37,7 +37,8 @@ export function startWorkers (config: WorkerConfig, connection: Redis, deps: Ste
       if (!job) return
       const attempts = job.opts.attempts ?? 1
       const final = job.attemptsMade >= attempts || error.name === 'UnrecoverableError' || error.name === 'PermanentError'
-      const fields = { queue: worker.name, jobId: job.id, step: job.name, attempt: job.attemptsMade, attempts, err: error }
+      const { table, key, action, run } = (job.data ?? {}) as { table?: string, key?: string[], action?: string, run?: string }
+      const fields = { queue: worker.name, jobId: job.id, step: job.name, run, table, key, action, attempt: job.attemptsMade, attempts, err: error }
       if (worker.name === QUARANTINE_QUEUE) {
         log.warn(fields, 'quarantined message still invalid')
         return
