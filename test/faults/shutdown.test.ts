@@ -172,15 +172,8 @@ t.test('the web process SIGTERMed with requests in flight: 2xx or 503 or refused
   t.notOk(output.includes(TOKEN), 'the process never printed the webhook token')
 })
 
-// BUG (src/runtime/services.ts createWeb close, src/app.ts): a request in flight at SIGTERM is
-// answered with `connection: keep-alive`; Fastify reaped idle sockets only once, when close began,
-// so the now-idle socket keeps server.close() waiting (keepAliveTimeout, 72 s) until close-with-grace
-// gives up at SHUTDOWN_GRACE: "killed by timeout", exit code 1, no "stopped". Sequin keeps its
-// connections alive, so this is the usual case under load; with `npm start` the workers only begin
-// their graceful close after the web's, so their active steps are cut too. The subtest runs, and its
-// assertions on the exit are todo until src is fixed.
-const KEEP_ALIVE_BUG = 'src bug: the web close waits for the idle keep-alive socket of a request answered during shutdown (exit 1 after SHUTDOWN_GRACE)'
-
+// Sequin keeps its connections alive: a request in flight at SIGTERM must not leave an idle
+// keep-alive socket holding server.close() until close-with-grace gives up.
 t.test('a sender idle on keep-alive after its in-flight request was answered does not hold the shutdown', async (t) => {
   const { web, endpoint } = await webProcess(t, '3s')
   const agent = new Agent({ keepAlive: true })
@@ -193,8 +186,8 @@ t.test('a sender idle on keep-alive after its in-flight request was answered doe
   const exit = await within(web.exited, 10_000, 'the web process to exit')
   report(t, 'web SIGTERM, keep-alive sender', { status, connection, exitCode: exit.code, shutdownMs: exit.at - signalled })
   t.equal(status, 200, 'the request in flight was answered')
-  t.equal(exit.code, 0, 'the web process exited with code 0', { todo: KEEP_ALIVE_BUG })
-  t.ok(exit.at - signalled < 3_000, 'within SHUTDOWN_GRACE', { todo: KEEP_ALIVE_BUG })
-  t.notMatch(web.output(), 'killed by timeout', 'close-with-grace did not have to cut it short', { todo: KEEP_ALIVE_BUG })
-  t.match(web.output(), '"msg":"stopped"', 'it logged "stopped"', { todo: KEEP_ALIVE_BUG })
+  t.equal(exit.code, 0, 'the web process exited with code 0')
+  t.ok(exit.at - signalled < 3_000, 'within SHUTDOWN_GRACE')
+  t.notMatch(web.output(), 'killed by timeout', 'close-with-grace did not have to cut it short')
+  t.match(web.output(), '"msg":"stopped"', 'it logged "stopped"')
 })
