@@ -1,0 +1,157 @@
+import { Queue, Worker, type Job } from 'bullmq'
+import { Redis } from 'ioredis'
+import type { Counts } from '../src/ingest/ingest.ts'
+import { createJobOptions } from '../src/ingest/job-options.ts'
+import { stepJobId } from '../src/ingest/identity.ts'
+import type { StepJobData } from '../src/ingest/plan.ts'
+import { Metrics } from '../src/metrics.ts'
+import { bareJob, type BareJob } from './lib/bare.ts'
+import { TOKEN, type Context } from './lib/context.ts'
+import { chunks, inParallel, startClock, withTimeout } from './lib/measure.ts'
+import { runRounds, type Scenario } from './lib/rounds.ts'
+import { fixed, rate, ratio, table } from './lib/table.ts'
+import { mostlyDistinctRows, seeded, toBatches, type Message } from './lib/workload.ts'
+
+const BARE_QUEUE = 'bench-bare-steps'
+
+/** Resolves when `target` jobs completed across `workers`; rejects on the first failure. */
+function completions (workers: readonly Worker[], target: number): { done: Promise<void>, count: () => number } {
+  let count = 0
+  const done = new Promise<void>((resolve, reject) => {
+    for (const worker of workers) {
+      worker.on('completed', () => { if (++count === target) resolve() })
+      worker.on('failed', (job: Job | undefined, error: Error) => reject(new Error(`${worker.name} job ${job?.id} failed: ${error.message}`)))
+    }
+  })
+  return { done, count: () => count }
+}
+
+/**
+ * Part 2: steps per second once changes are in Redis: changeflow's workers (a script per step
+ * that records the result and releases the next step, or the row's next run) with per-row
+ * ordering on and off, against bare BullMQ workers running the same number of no-op jobs.
+ */
+export async function benchSteps (ctx: Context): Promise<string> {
+  const { settings, config, prefix, workflows } = ctx
+  const metrics = new Metrics()
+  const web = await ctx.web(metrics)
+  const jobOptions = createJobOptions(workflows, config)
+  const opts = (step: string) => JSON.parse(jobOptions.step('bench-ordered', step)) as Record<string, unknown>
+  const workerOptions = {
+    prefix: `{${prefix}}`,
+    concurrency: settings.workerConcurrency,
+    lockDuration: config.LOCK_DURATION,
+    maxStalledCount: config.MAX_STALLED_COUNT,
+    stalledInterval: config.STALLED_INTERVAL,
+  }
+  const count = (warmUp: boolean) => warmUp ? Math.min(settings.changes, Math.max(200, Math.round(settings.changes / 4))) : settings.changes
+  // Every measurement gets the same pattern of shared rows (on rows of its own).
+  const workload = (table: string, warmUp: boolean) => mostlyDistinctRows(table, count(warmUp), settings.sharedRows, seeded(42))
+
+  /** A bare BullMQ worker with changeflow's worker settings, over jobs added before the clock starts. */
+  const bare = (name: string, firstJobs: (message: Message) => BareJob[], chained: boolean): Scenario => ({
+    name,
+    async measure (warmUp) {
+      const messages = workload('bench_bare', warmUp)
+      const jobs = messages.flatMap(firstJobs)
+      const producer = new Queue(BARE_QUEUE, { connection: ctx.redis, prefix: `{${prefix}}` })
+      await inParallel(chunks(jobs, settings.batchSize), settings.inFlight, async (batch) => { await producer.addBulk(batch) })
+      await producer.close()
+
+      const stop = await startClock(ctx.redis)
+      const connection = new Redis(settings.redisUrl, { maxRetriesPerRequest: null })
+      const next = new Queue(BARE_QUEUE, { connection, prefix: `{${prefix}}` })
+      const worker = new Worker<StepJobData>(BARE_QUEUE, async (job) => {
+        // Chained: step two enqueued by step one, as changeflow does (there, inside a script).
+        if (chained && job.name === 'one') {
+          await next.add('two', { ...job.data, step: 'two', stepIndex: 1 }, { ...opts('two'), jobId: stepJobId(job.data.run, 'two') })
+        }
+        return null
+      }, { ...workerOptions, connection })
+      worker.on('error', () => {})
+      const counted = completions([worker], messages.length * 2)
+      let sample
+      try {
+        await withTimeout(counted.done, settings.timeoutMs, name)
+        sample = await stop()
+      } finally {
+        await worker.close()
+        await next.close()
+        connection.disconnect()
+      }
+      if (counted.count() !== messages.length * 2) throw new Error(`${name}: ${counted.count()} jobs completed, expected ${messages.length * 2}`)
+      return sample
+    },
+  })
+
+  const changeflow = (name: string, workflow: string, table: string): Scenario => ({
+    name,
+    async measure (warmUp) {
+      // Accepted with no worker running: every step is then waiting, as for bare BullMQ.
+      const messages = workload(table, warmUp)
+      await inParallel(toBatches(messages, settings.batchSize), settings.inFlight, async (batch) => {
+        const response = await web.app.inject({
+          method: 'POST',
+          url: '/webhooks/sequin',
+          headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+          payload: batch.body,
+        })
+        if (response.statusCode !== 200 || (JSON.parse(response.body) as Counts).accepted !== batch.messages.length) {
+          throw new Error(`changeflow answered ${response.statusCode} ${response.body.slice(0, 300)} while pre-loading ${name}`)
+        }
+      })
+
+      const target = messages.length * 2
+      const stop = await startClock(ctx.redis)
+      const worker = ctx.worker([ctx.workflow(workflow)], metrics)
+      const counted = completions(worker.workers.workers, target)
+      let sample
+      try {
+        await withTimeout(counted.done, settings.timeoutMs, name)
+        sample = await stop()
+      } finally {
+        await worker.close()
+      }
+      // Exactly once, and in the end no row is left holding a run.
+      if (counted.count() !== target) throw new Error(`${name}: ${counted.count()} steps completed, expected ${target}`)
+      const rows = await ctx.redis.zcard(`{${prefix}}:_cf:rows`)
+      if (rows !== 0) throw new Error(`${name}: ${rows} rows still have runs after every step completed`)
+      return sample
+    },
+  })
+
+  const scenarios: Scenario[] = [
+    bare('BullMQ Worker, 2×M independent jobs (baseline)', (message) => [
+      bareJob(message, 'bench-ordered', 'one', 0, opts('one')),
+      bareJob(message, 'bench-ordered', 'two', 1, opts('two')),
+    ], false),
+    bare('BullMQ Worker, step two added by step one', (message) => [bareJob(message, 'bench-ordered', 'one', 0, opts('one'))], true),
+    changeflow('changeflow, ordering off', 'bench-unordered', 'bench_unordered'),
+    changeflow('changeflow, ordering on (default)', 'bench-ordered', 'bench_ordered'),
+  ]
+
+  try {
+    const timings = await runRounds('steps', scenarios, settings.repeats, ctx.clear)
+    const steps = settings.changes * 2
+    const [independent, chained, off, on] = timings.map((timing) => steps / timing.median) as [number, number, number, number]
+    const rows = timings.map((timing) => [
+      timing.scenario.name,
+      rate(steps),
+      fixed(timing.median, 3),
+      `${fixed(timing.best, 3)}–${fixed(timing.worst, 3)}`,
+      rate(steps / timing.median),
+      ratio(steps / timing.median / independent),
+      ratio(steps / timing.median / chained),
+      fixed(timing.nodeCpu / steps * 1e6, 0),
+      fixed(timing.redisCpu / steps * 1e6, 0),
+    ])
+    const cost = 1 - on / off
+    return [
+      table(['steps scenario', 'steps', 'median s', 'min–max s', 'steps/s', 'vs BullMQ', 'vs BullMQ chained', 'node CPU µs/step', 'Redis CPU µs/step'], rows),
+      '',
+      `ordering on / off: ${ratio(on / off)} of the throughput, a cost of ${fixed(cost * 100, 1)}% (project target: at most 30%): ${cost <= 0.3 ? 'met' : 'NOT met'}`,
+    ].join('\n')
+  } finally {
+    await web.close()
+  }
+}
