@@ -49,36 +49,46 @@ export async function createWeb ({ config, logger, redisUrl, workflows, tokens, 
     requireDurable: config.REDIS_REQUIRE_DURABLE,
     tripwireKey: tripwireKey(config.REDIS_PREFIX),
   })
-  // A first check before Redis answers would only fail; a Redis that is down is checked on 'ready'.
-  await waitUntilReady(redis, 3_000).catch(() => {})
-  await monitor.start()
-  const ingest = createIngest({ redis, keys, workflows, jobOptions: createJobOptions(workflows, config), config, metrics })
   const queues = [...workflows.map((workflow) => workflow.name), QUARANTINE_QUEUE]
     .map((name) => new Queue(name, { connection: redis, prefix: keys.bullPrefix }))
   for (const queue of queues) queue.on('error', (error) => logger.warn({ queue: queue.name, err: error }, 'dashboard queue error'))
-  registerGauges(metrics, queues, redis, keys)
-  const app = await buildApp(config, {
-    logger,
-    metrics,
-    ingest,
-    tokens,
-    board: board && { queues, ...board, readOnly: config.BOARD_READ_ONLY },
-    isClosing: () => closing,
-    notReadyReason: () => {
-      if (closing) return 'shutting down'
-      if (redis.status !== 'ready') return `redis ${redis.status}`
-      return monitor.notReadyReason()
-    },
-  })
+  const ingest = createIngest({ redis, keys, workflows, jobOptions: createJobOptions(workflows, config), config, metrics })
+  const release = async () => {
+    await monitor.stop()
+    await Promise.all(queues.map((queue) => queue.close()))
+    redis.disconnect()
+  }
+
+  let app: FastifyInstance
+  try {
+    // A first check before Redis answers would only fail; a Redis that is down is checked on 'ready'.
+    await waitUntilReady(redis, 3_000).catch(() => {})
+    await monitor.start()
+    registerGauges(metrics, queues, redis, keys)
+    app = await buildApp(config, {
+      logger,
+      metrics,
+      ingest,
+      tokens,
+      board: board && { queues, ...board, readOnly: config.BOARD_READ_ONLY },
+      isClosing: () => closing,
+      notReadyReason: () => {
+        if (closing) return 'shutting down'
+        if (redis.status !== 'ready') return `redis ${redis.status}`
+        return monitor.notReadyReason()
+      },
+    })
+  } catch (error) {
+    await release() // or the process would never exit
+    throw error
+  }
   return {
     app,
     redis,
     async close () {
       closing = true
       await app.close()
-      await monitor.stop()
-      await Promise.all(queues.map((queue) => queue.close()))
-      redis.disconnect()
+      await release()
     },
   }
 }
