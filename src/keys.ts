@@ -39,7 +39,7 @@ export class Keyspace {
     return `${this.own}:rowq:${rowId}`
   }
 
-  /** Rows with runs waiting or running, scored by when their head last moved. */
+  /** Rows with a run waiting behind another, scored by when their head last moved. */
   rows (): string {
     return `${this.own}:rows`
   }

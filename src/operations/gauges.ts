@@ -14,7 +14,7 @@ export function registerGauges (metrics: Metrics, queues: readonly Queue[], redi
       for (const state of STATES) gauge.set({ queue: queue.name, state }, counts[state] ?? 0)
     }
   })
-  metrics.gauge('changeflow_rows_in_flight', 'Rows with an ordered run running or waiting.', [], async (gauge) => {
+  metrics.gauge('changeflow_rows_waiting', 'Rows with an ordered run waiting behind another.', [], async (gauge) => {
     gauge.set(await redis.zcard(keys.rows()))
   })
   metrics.gauge('changeflow_rows_blocked', 'Rows held up by a run whose step failed for good.', [], async (gauge) => {

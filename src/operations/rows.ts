@@ -34,7 +34,7 @@ export async function blockedRows (redis: Redis, keys: Keyspace, queues: readonl
       if (!row) continue
       const rowQueue = keys.rowQueue(row)
       const [head, length] = await Promise.all([redis.lindex(rowQueue, 0), redis.llen(rowQueue)])
-      if (head !== `${queue.name}/${job.data.run}`) continue
+      if (!head?.startsWith(`${queue.name}/${job.data.run}/`)) continue
       blocked.push({
         row,
         workflow: queue.name,

@@ -19,7 +19,7 @@ if ARGV[10] then
   addJob(queue(ARGV[8]), ARGV[10], ARGV[11], ARGV[12], ARGV[13], now)
   if row ~= '' then rcall('HSET', key, 'cj', ARGV[10]) end
 else
-  if row ~= '' then leaveRow(row, ARGV[8] .. '/' .. ARGV[7], now) end
+  if row ~= '' then leaveRow(row, ARGV[8] .. '/' .. ARGV[7] .. '/', now) end
   rcall('HSET', key, 'done', now)
 end
 rcall('HSET', key, field, ARGV[4])

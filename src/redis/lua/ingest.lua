@@ -47,22 +47,20 @@ local function enter(job, lateRun)
     return
   end
   -- An ordered run's record has no expiry until the run finishes: a row may stay blocked long.
-  if rcall('RPUSH', OWN .. ':rowq:' .. job.row, job.q .. '/' .. job.run) == 1 then
+  if rcall('RPUSH', OWN .. ':rowq:' .. job.row, job.q .. '/' .. job.run .. '/' .. job.id) == 1 then
     add(job)
-    rcall('HSET', key, 'cj', job.id)
-    rcall('ZADD', OWN .. ':rows', now, job.row)
   else
     rcall('HSET', key, 'pj', job.id, 'pn', job.n, 'pd', ARGV[job.d], 'po', plan.opts[job.o])
+    rcall('ZADD', OWN .. ':rows', 'NX', now, job.row)
   end
 end
 
--- Should a command still fail part-way, each change marks itself seen only after its runs are
--- in: an error can leave a change unmarked, for the redelivery to complete, but never marked
--- without its runs.
+-- Marked seen first, in one command: the type checks above leave nothing that could fail
+-- between a change's mark and its runs (Redis lets a script that has begun writing finish even
+-- past maxmemory).
 local flags = {}
 for i, change in ipairs(plan.changes) do
-  local seen = OWN .. ':seen:' .. change.s
-  if rcall('EXISTS', seen) == 0 then
+  if rcall('SET', OWN .. ':seen:' .. change.s, now, 'NX', 'PX', plan.ttl) then
     for _, job in ipairs(change.j) do
       local lateRun = job.row ~= nil and isLate(job.row, change.v)
       if lateRun and job.skip then
@@ -72,7 +70,6 @@ for i, change in ipairs(plan.changes) do
         enter(job, lateRun)
       end
     end
-    rcall('SET', seen, now, 'PX', plan.ttl)
     flags[i] = 1
   else
     flags[i] = 0

@@ -3,11 +3,12 @@
 -- are exactly the jobs `Queue.add` would have added, in the same atomic step as our bookkeeping.
 --
 -- Keys: BullMQ's are `<BULL>:<queue>:<type>`; ours are `<OWN>:seen:<change>` (dedup),
--- `<OWN>:run:<run>` (a run's step results; for ordered runs also `cj`, its current job, and
--- while it waits its parked first job `pj pn pd po`), `<OWN>:rowq:<row>` (a row's runs in
--- acceptance order, `<queue>/<run>`, head = the run allowed to execute), `<OWN>:rowv:<row>`
--- (the newest commit position accepted for the row) and `<OWN>:rows` (rows with runs, scored
--- by when their head last moved). BULL and OWN share one hash tag: one Redis Cluster slot.
+-- `<OWN>:run:<run>` (a run's step results; for ordered runs past their first step also `cj`,
+-- the current job, and for a run waiting its turn its parked first job `pj pn pd po`),
+-- `<OWN>:rowq:<row>` (a row's runs in acceptance order as `<queue>/<run>/<first job>`, head =
+-- the run allowed to execute), `<OWN>:rowv:<row>` (the newest commit position accepted for the
+-- row) and `<OWN>:rows` (rows with a run waiting behind another, scored by when their head
+-- last moved: what the reconciler looks at). BULL and OWN share one hash tag: one Cluster slot.
 local rcall = redis.call
 local BULL, OWN
 
@@ -48,31 +49,39 @@ local function runKey(run)
   return OWN .. ':run:' .. run
 end
 
+-- A row queue entry: `<queue>/<run>/<first job id>` (job ids hold no '/').
+local function parseEntry(entry)
+  return string.match(entry, '^(.-)/(.-)/(.*)$')
+end
+
 -- Starts a row's head run: adds its parked first job. A run with nothing parked stays as it is.
 local function startRun(entry, now)
-  local name, run = string.match(entry, '^(.-)/(.*)$')
+  local name, run = parseEntry(entry)
   local key = runKey(run)
   local parked = rcall('HMGET', key, 'pj', 'pn', 'pd', 'po')
   if not parked[1] then return false end
   addJob(queue(name), parked[1], parked[2], parked[3], parked[4], now)
   rcall('HDEL', key, 'pj', 'pn', 'pd', 'po')
-  rcall('HSET', key, 'cj', parked[1])
   return true
 end
 
--- The run `entry` leaves its row; the row's next run, if any, starts.
-local function leaveRow(row, entry, now)
+-- The run (`<queue>/<run>/`) leaves its row; the row's next run, if any, starts.
+local function leaveRow(row, runPrefix, now)
   local rq = OWN .. ':rowq:' .. row
-  if rcall('LINDEX', rq, 0) ~= entry then
-    rcall('LREM', rq, 1, entry) -- discarded while waiting: it never ran, nothing else moves
+  local head = rcall('LINDEX', rq, 0)
+  if not head or string.sub(head, 1, #runPrefix) ~= runPrefix then
+    -- Discarded while waiting: it never ran, nothing else moves.
+    for _, entry in ipairs(rcall('LRANGE', rq, 0, -1)) do
+      if string.sub(entry, 1, #runPrefix) == runPrefix then rcall('LREM', rq, 1, entry) end
+    end
     return
   end
   rcall('LPOP', rq)
   local nextEntry = rcall('LINDEX', rq, 0)
-  if not nextEntry then
+  if rcall('LLEN', rq) > 1 then
+    rcall('ZADD', OWN .. ':rows', now, row)
+  else
     rcall('ZREM', OWN .. ':rows', row)
-    return
   end
-  rcall('ZADD', OWN .. ':rows', now, row)
-  startRun(nextEntry, now)
+  if nextEntry then startRun(nextEntry, now) end
 end

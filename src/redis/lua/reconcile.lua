@@ -10,17 +10,19 @@ if not head then
   rcall('ZREM', KEYS[1], row)
   return 'empty'
 end
-local name, run = string.match(head, '^(.-)/(.*)$')
+local name, run, firstJob = parseEntry(head)
 local state = rcall('HMGET', runKey(run), 'cj', 'done', 'pj')
 if state[3] then
   startRun(head, now)
   return 'started'
 end
-if not state[2] and state[1] and rcall('EXISTS', BULL .. ':' .. name .. ':' .. state[1]) == 1 then
+-- The current job: the first one until the run advanced past it.
+local current = state[1] or firstJob
+if not state[2] and rcall('EXISTS', BULL .. ':' .. name .. ':' .. current) == 1 then
   rcall('ZADD', KEYS[1], now, row)
   return 'running'
 end
-leaveRow(row, head, now)
+leaveRow(row, name .. '/' .. run .. '/', now)
 if not state[2] then
   -- Given up: nothing will read its record again (a redelivery of its change is a duplicate).
   rcall('DEL', runKey(run))
