@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import type { SequinMetadata } from '../sequin/message.ts'
 
 function digest (...parts: string[]): string {
   // 132 bits of SHA-256 in base64url: URL-safe, never ':' and never all digits once prefixed.
-  return createHash('sha256').update(parts.join('\n')).digest('base64url').slice(0, 22)
+  return hash('sha256', parts.join('\n'), 'base64url').slice(0, 22)
 }
 
 /**
