@@ -3,6 +3,7 @@ import { readFileSync, rmSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import t from 'tap'
+import { REDIS_URL } from '../helpers/test-redis.ts'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
 const screenshot = `${root}test/artifacts/board.png`
@@ -23,6 +24,7 @@ t.test('an operator logs in to the running service\'s board in chromium and sees
   // The script is what a person runs by hand; running it here keeps the two from drifting apart.
   const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'scripts/board-screenshot.ts', screenshot], {
     cwd: root,
+    env: { ...process.env, TEST_REDIS_URL: REDIS_URL },
     timeout: 80_000,
   })
   const result = JSON.parse(stdout.trim().split('\n').at(-1)!) as Record<string, unknown>

@@ -9,9 +9,10 @@ import { createLogger } from '../../src/logger.ts'
 import { Metrics } from '../../src/metrics.ts'
 import { createWeb, createWorker, type Web, type Worker } from '../../src/runtime/services.ts'
 import { loadWorkflows } from '../../src/workflows/load.ts'
+import { REDIS_URL } from './test-redis.ts'
 
 export const TOKEN = 'test-token-0123456789'
-export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
+export { REDIS_URL }
 export const fixturesDir = new URL('../fixtures/', import.meta.url)
 
 export function fixture (name: string): unknown {
