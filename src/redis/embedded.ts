@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { access, mkdir } from 'node:fs/promises'
+import { access, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { delimiter, join } from 'node:path'
+import { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import { redisAnswers } from './connection.ts'
 
@@ -51,6 +52,8 @@ export async function startEmbeddedRedis (dir: string, searchPath: string, log: 
       'or point changeflow at your Redis with REDIS_URL=redis://host:6379 (see .env.example).')
   }
   await mkdir(dir, { recursive: true })
+  const adopted = await adoptOrphan(dir, log)
+  if (adopted) return adopted
   const port = await freePort()
   const child: ChildProcess = spawn(binary, [
     '--port', String(port), '--bind', '127.0.0.1', '--dir', dir,
@@ -69,13 +72,43 @@ export async function startEmbeddedRedis (dir: string, searchPath: string, log: 
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
   log.info({ url, dir, binary }, 'no REDIS_URL and nothing on 127.0.0.1:6379: started a private redis-server (AOF on, noeviction); it stops with changeflow')
+  await writeFile(join(dir, STATE), JSON.stringify({ url, pid: child.pid }))
 
   return {
     url,
     async stop () {
+      await rm(join(dir, STATE), { force: true })
       if (child.exitCode !== null) return
       child.kill('SIGTERM') // redis-server flushes its append-only file on SIGTERM
       await exited
+    },
+  }
+}
+
+const STATE = 'changeflow-redis.json'
+
+/**
+ * A changeflow killed with SIGKILL leaves its redis-server running. A second server on the same
+ * data folder would write the same append-only file, so the next start takes the orphan over.
+ */
+async function adoptOrphan (dir: string, log: Logger): Promise<EmbeddedRedis | null> {
+  let state: { url: string, pid: number }
+  try {
+    state = JSON.parse(await readFile(join(dir, STATE), 'utf8'))
+  } catch {
+    return null
+  }
+  if (!(await redisAnswers(state.url))) return null
+  log.info({ url: state.url, dir, pid: state.pid }, 'took over the private redis-server an earlier changeflow left running; it stops with changeflow')
+  return {
+    url: state.url,
+    async stop () {
+      await rm(join(dir, STATE), { force: true })
+      const client = new Redis(state.url, { maxRetriesPerRequest: 0, retryStrategy: () => null })
+      client.on('error', () => {})
+      await client.call('SHUTDOWN').catch(() => {}) // persists the append-only file, then exits
+      client.disconnect()
+      for (let i = 0; i < 100 && await redisAnswers(state.url); i++) await new Promise((resolve) => setTimeout(resolve, 50))
     },
   }
 }

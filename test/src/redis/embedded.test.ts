@@ -25,3 +25,16 @@ t.test('without the binary it says how to install Redis or set REDIS_URL', async
   t.match((error as Error).message, /apt-get install -y redis-server/)
   t.match((error as Error).message, /REDIS_URL/)
 })
+
+t.test('a private redis-server left running by a killed changeflow is taken over, not doubled', async (t) => {
+  const dir = t.testdir({})
+  const first = await startEmbeddedRedis(dir, process.env.PATH ?? '', log)
+  // The process that started it dies without stopping it: the next start finds it.
+  const second = await startEmbeddedRedis(dir, process.env.PATH ?? '', log)
+  t.equal(second.url, first.url, 'the same server, so one writer of the append-only file')
+  await second.stop()
+  const probe = new Redis(first.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+  probe.on('error', () => {})
+  await t.rejects(probe.connect(), 'stopped by the process that took it over')
+  await first.stop()
+})
