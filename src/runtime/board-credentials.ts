@@ -66,8 +66,13 @@ async function readOrCreate (file: string): Promise<string> {
   }
 }
 
-/** Where to log in. Names the file, never the password itself. */
-export function boardBanner (credentials: { username: string, generatedFile?: string }, port: number, basePath = '/admin/queues'): string {
-  const where = credentials.generatedFile ? `the password in ${credentials.generatedFile}` : 'BOARD_PASSWORD'
+/**
+ * Where to log in, printed (never logged) at start. A generated development password is shown,
+ * like the generated webhook token; a configured one never is.
+ */
+export function boardBanner (credentials: { username: string, password?: string, generatedFile?: string }, port: number, basePath = '/admin/queues'): string {
+  const where = credentials.generatedFile
+    ? `password ${credentials.password ?? ''}, kept in ${credentials.generatedFile}`
+    : 'the password in BOARD_PASSWORD'
   return `changeflow: dashboard at http://localhost:${port}${basePath} (user "${credentials.username}", ${where})`
 }

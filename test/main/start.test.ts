@@ -46,6 +46,8 @@ t.test('npm start: generates a token, runs a fixture through to completed steps,
   const token = readFileSync(join(dataDir, 'webhook-token'), 'utf8').trim()
   t.match(service.output(), token, 'the generated token is printed for the newcomer')
   t.match(service.output(), 'http_endpoint_path: "/webhooks/sequin"', 'with a Sequin sink snippet')
+  const password = readFileSync(join(dataDir, 'board-password'), 'utf8').trim()
+  t.match(service.output(), `/admin/queues (user "admin", password ${password}`, 'and the generated dashboard login')
 
   const response = await fetch(`http://127.0.0.1:${port}/webhooks/sequin`, {
     method: 'POST',

@@ -66,9 +66,12 @@ t.test('an edited password file is read as it is, without surrounding whitespace
 })
 
 t.test('the banner names the URL, the user and the file, never the password', async (t) => {
-  const banner = boardBanner({ username: 'admin', generatedFile: '/data/board-password' }, 3000)
+  const banner = boardBanner({ username: 'admin', password: 'generated-pw', generatedFile: '/data/board-password' }, 3000)
   t.match(banner, 'http://localhost:3000/admin/queues')
   t.match(banner, '"admin"')
+  t.match(banner, 'generated-pw', 'a generated development password is shown, like the token')
   t.match(banner, '/data/board-password')
-  t.match(boardBanner({ username: 'ops' }, 8080), 'BOARD_PASSWORD')
+  const configured = boardBanner({ username: 'ops', password: 'configured-pw' }, 8080)
+  t.match(configured, 'BOARD_PASSWORD')
+  t.notMatch(configured, 'configured-pw', 'a configured password is never printed')
 })
