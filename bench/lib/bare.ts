@@ -29,7 +29,7 @@ export function bareJob (raw: Message, workflow: string, step: string, stepIndex
       stepIndex,
       run,
       changeId: change,
-      row: rowId(changeIdentity(metadata).source, table, key),
+      row: rowId(changeIdentity(metadata).source, table, 'pk', key),
       table,
       key,
       action: message.action,

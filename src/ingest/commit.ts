@@ -29,7 +29,7 @@ export async function commitPlan (redis: ScriptedRedis, keys: Keyspace, plan: Ba
       opts.set(job.opts, o)
     }
     argv.push(job.data)
-    return { q: job.queue, id: job.id, n: job.name, d: argv.length, o, run: job.run, row: job.row, ord: job.ordered, skip: job.skipLate }
+    return { q: job.queue, id: job.id, n: job.name, d: argv.length, o, run: job.run, row: job.row, pk: job.pkRow, ord: job.ordered, skip: job.skipLate }
   }
 
   const changes = plan.changes.map((change) => ({ s: change.changeId, v: change.version, j: change.jobs.map(lua) }))

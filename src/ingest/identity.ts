@@ -27,9 +27,12 @@ export function runId (change: string, workflow: string): string {
   return digest('run', change, workflow)
 }
 
-/** One row of one table of one source: the unit of per-row ordering. */
-export function rowId (source: string, table: string, key: readonly string[]): string {
-  return digest('row', source, table, JSON.stringify(key))
+/**
+ * One row of one table of one source: the unit of per-row ordering. A primary key and a
+ * workflow's own `key` with the same values are different rows.
+ */
+export function rowId (source: string, table: string, kind: 'pk' | 'key', key: readonly string[]): string {
+  return digest('row', source, table, kind, JSON.stringify(key))
 }
 
 /** A BullMQ job id: `<step>.<run>`, unique within the workflow's queue. */

@@ -12,8 +12,10 @@ export interface JobSpec {
   data: string
   opts: string
   run?: string
-  /** The row the run belongs to, when known: for ordering, and to detect late changes. */
+  /** The row whose queue the run joins (its primary key, or the workflow's own key). */
   row?: string
+  /** The primary-key row: Sequin orders changes per primary key, so late changes are told by it. */
+  pkRow?: string
   /** Joins its row's queue: starts only after the row's earlier runs finished. */
   ordered?: boolean
   /** Dropped instead of run when the change is older than its row's newest. */
@@ -124,6 +126,7 @@ export function planBatch (messages: readonly unknown[], workflows: readonly Wor
         opts: options.step(workflow.name, first.name),
         run,
         row,
+        pkRow: rows.pkRow,
         ordered,
         skipLate: workflow.late === 'skip',
       }
@@ -136,18 +139,19 @@ export function planBatch (messages: readonly unknown[], workflows: readonly Wor
 }
 
 type Rows =
-  | { ok: true, rows: Array<{ workflow: Workflow, row: string | undefined }> }
+  | { ok: true, rows: Array<{ workflow: Workflow, row: string | undefined }>, pkRow: string | undefined }
   | { ok: false, workflow: string, error: string }
 
 /**
- * A run's row: (source database, schema.table, primary key), or the workflow's own `key`. A
- * table without a primary key has no rows: its changes are not ordered, as in Sequin.
+ * A run's row: (source database, schema.table, primary key), or the workflow's own `key` (when it
+ * gives no value, the primary key). A table without a primary key and no `key` has no rows: its
+ * changes are not ordered, as in Sequin.
  */
 function rowsOf (workflows: Workflow[], change: Change): Rows {
   const { source } = changeIdentity(change.metadata)
   const table = `${change.schema}.${change.table}`
   const pks = change.metadata.record_pks ?? []
-  const byPk = pks.length > 0 ? rowId(source, table, pks) : undefined
+  const byPk = pks.length > 0 ? rowId(source, table, 'pk', pks) : undefined
   const rows = []
   for (const workflow of workflows) {
     if (!workflow.key) {
@@ -161,7 +165,7 @@ function rowsOf (workflows: Workflow[], change: Change): Rows {
       return { ok: false, workflow: workflow.name, error: `key() threw: ${error instanceof Error ? error.message : String(error)}` }
     }
     const parts = (Array.isArray(key) ? key : [key]).filter((part) => part !== null && part !== undefined).map(String)
-    rows.push({ workflow, row: parts.length > 0 ? rowId(source, table, parts) : undefined })
+    rows.push({ workflow, row: parts.length > 0 ? rowId(source, table, 'key', parts) : byPk })
   }
-  return { ok: true, rows }
+  return { ok: true, rows, pkRow: byPk }
 }

@@ -9,7 +9,7 @@ import { blockedRows, discardRun, retryStep, workflowQueues, type ReconcileOutco
 import { formatTable, oneLine } from './table.ts'
 
 export interface CommandContext {
-  config: Pick<Config, 'JOBS_DIR'>
+  config: Pick<Config, 'JOBS_DIR' | 'DEDUP_TTL'>
   redis: Redis
   keys: Keyspace
   out: (line: string) => void
@@ -84,7 +84,7 @@ const OUTCOMES: Record<ReconcileOutcome | 'unordered', string> = {
 }
 
 export async function discard (ctx: CommandContext, workflow: string, jobId: string): Promise<void> {
-  const outcome = await workflowQueue(ctx, workflow, (queue) => discardRun(withScripts(ctx.redis), ctx.keys, queue, jobId))
+  const outcome = await workflowQueue(ctx, workflow, (queue) => discardRun(withScripts(ctx.redis), ctx.keys, queue, jobId, ctx.config.DEDUP_TTL))
   ctx.out(`discarded ${workflow} job ${jobId} (${outcome ?? 'unordered'}): ${OUTCOMES[outcome ?? 'unordered']}`)
 }
 

@@ -5,7 +5,7 @@ import { Keyspace } from '../keys.ts'
 import { blocked, discard, quarantine, redrive, retry, type CommandContext } from './cli-commands.ts'
 
 export interface CliDeps {
-  config: Pick<Config, 'REDIS_PREFIX' | 'JOBS_DIR'>
+  config: Pick<Config, 'REDIS_PREFIX' | 'JOBS_DIR' | 'DEDUP_TTL'>
   /** Commands that need no Redis (help, usage errors) never touch it: it may be lazy. */
   redis: Redis
   out: (line: string) => void

@@ -33,8 +33,10 @@ export async function blockedRows (redis: Redis, keys: Keyspace, queues: readonl
       const { row } = job.data
       if (!row) continue
       const rowQueue = keys.rowQueue(row)
-      const [head, length] = await Promise.all([redis.lindex(rowQueue, 0), redis.llen(rowQueue)])
+      const [head, length, current] = await Promise.all([redis.lindex(rowQueue, 0), redis.llen(rowQueue), redis.hget(keys.run(job.data.run), 'cj')])
       if (!head?.startsWith(`${queue.name}/${job.data.run}/`)) continue
+      // Only the run's current job holds the row (an older one may have failed after it advanced).
+      if (job.id !== (current ?? head.split('/')[2])) continue
       blocked.push({
         row,
         workflow: queue.name,
@@ -55,18 +57,19 @@ export async function blockedRows (redis: Redis, keys: Keyspace, queues: readonl
 
 export type ReconcileOutcome = 'empty' | 'running' | 'started' | 'discarded'
 
-export function reconcileRow (redis: ScriptedRedis, keys: Keyspace, row: string): Promise<ReconcileOutcome> {
-  return redis.cfReconcile(1, keys.rows(), keys.bullPrefix, keys.own, row, Date.now())
+/** `recordTtlMs`: how long a discarded run's record is kept, so that it cannot be revived. */
+export function reconcileRow (redis: ScriptedRedis, keys: Keyspace, row: string, recordTtlMs: number): Promise<ReconcileOutcome> {
+  return redis.cfReconcile(1, keys.rows(), keys.bullPrefix, keys.own, row, Date.now(), recordTtlMs)
 }
 
 /**
  * Checks the rows whose head has not moved for `idleMs`: a head whose current job is gone
  * (removed from the dashboard, say) is discarded so that the row moves on.
  */
-export async function reconcileRows (redis: ScriptedRedis, keys: Keyspace, idleMs: number, limit = 500): Promise<Record<ReconcileOutcome, number>> {
+export async function reconcileRows (redis: ScriptedRedis, keys: Keyspace, idleMs: number, recordTtlMs: number, limit = 500): Promise<Record<ReconcileOutcome, number>> {
   const counts: Record<ReconcileOutcome, number> = { empty: 0, running: 0, started: 0, discarded: 0 }
   const rows = await redis.zrangebyscore(keys.rows(), '-inf', Date.now() - idleMs, 'LIMIT', 0, limit)
-  for (const row of rows) counts[await reconcileRow(redis, keys, row)]++
+  for (const row of rows) counts[await reconcileRow(redis, keys, row, recordTtlMs)]++
   return counts
 }
 
@@ -83,11 +86,11 @@ export async function retryStep (queue: Queue, jobId: string): Promise<void> {
 }
 
 /** Gives a failed run up: its job is removed and its row moves on to the next run. */
-export async function discardRun (redis: ScriptedRedis, keys: Keyspace, queue: Queue, jobId: string): Promise<ReconcileOutcome | null> {
+export async function discardRun (redis: ScriptedRedis, keys: Keyspace, queue: Queue, jobId: string, recordTtlMs: number): Promise<ReconcileOutcome | null> {
   const job: Job<StepJobData> | undefined = await queue.getJob(jobId)
   if (!job) throw new Error(`no job ${jobId} in ${queue.name}`)
   const state = await job.getState()
   if (state !== 'failed') throw new Error(`job ${jobId} is ${state}: only a failed run can be discarded`)
   await job.remove()
-  return job.data.row ? reconcileRow(redis, keys, job.data.row) : null
+  return job.data.row ? reconcileRow(redis, keys, job.data.row, recordTtlMs) : null
 }

@@ -120,7 +120,7 @@ export function createWorker ({ config, logger, redisUrl, workflows, metrics = n
     log: logger,
     metrics,
   })
-  const reconciler = startReconciler(redis, keys, config.RECONCILE_INTERVAL, logger)
+  const reconciler = startReconciler(redis, keys, config.RECONCILE_INTERVAL, config.DEDUP_TTL, logger)
   return {
     workers,
     async close () {

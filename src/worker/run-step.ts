@@ -45,6 +45,10 @@ export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs
 
     const runKey = keys.run(data.run)
     const stored = await redis.hgetall(runKey)
+    if (stored.discarded !== undefined) {
+      log.warn({ workflow: workflow.name, step: step.name, run: data.run, jobId: job.id }, 'the run was discarded by an operator: its step is not run again')
+      return null
+    }
     const done = stored[`r${data.stepIndex}`]
     if (done !== undefined) return JSON.parse(done)
 

@@ -80,11 +80,18 @@ t.test('a failed run blocks its row until retried; a discarded run lets the row 
   await service.post({ data: [change('ledger', 6)] })
   await waitFor(async () => (await blockedRows(service.redis, keys, [queue])).length === 1, 5_000, 'row 6 blocked')
   const [row6] = await blockedRows(service.redis, keys, [queue])
-  t.equal(await discardRun(redis, keys, queue, row6!.jobId), 'discarded')
+  const failedJob = (await queue.getJob(row6!.jobId))!
+  t.equal(await discardRun(redis, keys, queue, row6!.jobId, 60_000), 'discarded')
   await waitFor(() => ran('ledger-apply', '6').length === 3, 5_000, 'the next run of row 6')
   t.same(ran('ledger-apply', '6').map((e) => e.step), ['apply', 'apply', 'confirm'])
   t.equal(await queue.getJob(row6!.jobId), undefined, 'the discarded job is gone')
-  t.equal(await service.redis.exists(keys.run(row6!.jobId.split('.')[1]!)), 0, 'and so is its run record')
+  t.same(Object.keys(await service.redis.hgetall(keys.run(row6!.jobId.split('.')[1]!))), ['discarded'], 'its run is marked discarded')
+
+  // A job of the discarded run coming back (a dashboard retry of an old one) does not revive it.
+  const revived = await queue.add(failedJob.name, failedJob.data, { jobId: failedJob.id })
+  await waitFor(async () => (await revived.getState()) === 'completed', 5_000, 'the revived job')
+  t.equal(ran('ledger-apply', '6').length, 3, 'its step did not run again')
+  t.same(await blockedRows(service.redis, keys, [queue]), [])
 })
 
 t.test('removing a failed job (as the dashboard does) unblocks its row within a reconcile interval', async (t) => {
@@ -110,6 +117,16 @@ t.test('late changes run marked as late, or are skipped when the workflow says s
   t.same(ran('ledger-audit', '8').map((e) => e.late), [false, true])
   t.equal(ran('ledger-sync', '8').length, 1, 'the late state sync was skipped')
   t.equal(ran('ledger-sync', '8')[0]!.lsn, 500_012)
+})
+
+t.test('a custom key row is not the primary-key row with the same values', async (t) => {
+  // Entry 5 of account 7, then entry 7 (account 3) committed earlier but delivered later: entry
+  // 7 is not late for its own primary key, whatever account 7's row has seen.
+  const entry = (id: number, account: string, at: number) => change('ledger_entries', id, 'insert', at, { account })
+  await service.post({ data: [entry(5, '7', 700_200)] })
+  await service.post({ data: [entry(7, '3', 700_150)] })
+  await waitFor(() => ran('ledger-entry-sync', '7').length === 1, 5_000, 'entry 7 synced')
+  t.same(ran('ledger-entry-sync', '7').map((e) => e.late), [false])
 })
 
 t.test('a custom key orders rows of a table without a usable primary key', async (t) => {

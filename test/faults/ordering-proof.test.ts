@@ -87,7 +87,7 @@ t.test('a permanently failing step blocks only its row; operator retry, then dis
   await redis.srem(`{${prefix}}:proof:poison`, ...poisoned.map(String))
   const byRow = new Map(blocked.map((b) => [Number(b.key[0]), b]))
   await retryStep(queues[0]!, byRow.get(3_003)!.jobId)
-  await discardRun(withScripts(redis), keys, queues[0]!, byRow.get(3_007)!.jobId)
+  await discardRun(withScripts(redis), keys, queues[0]!, byRow.get(3_007)!.jobId, 60_000)
   await waitFor(async () => await completedRuns('proof-ordered', [3_003]) === 4 && await completedRuns('proof-ordered', [3_007]) === 3, 20_000, 'the rows after retry and discard')
   const discarded = sim.messages.filter((m) => m.row === 3_007 && m.seq === 0)
   const f = await figures(redis, prefix, 'proof-ordered', sim.messages, (row, all) => row === 3_007 ? all.filter((m) => !discarded.includes(m)) : all)

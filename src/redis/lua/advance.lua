@@ -8,7 +8,7 @@
 BULL, OWN = ARGV[1], ARGV[2]
 local key = KEYS[1]
 local field = 'r' .. ARGV[3]
-if rcall('HEXISTS', key, field) == 1 then return 0 end
+if rcall('HEXISTS', key, field) == 1 or rcall('HEXISTS', key, 'discarded') == 1 then return 0 end
 local now = tonumber(ARGV[6])
 local row = ARGV[9]
 

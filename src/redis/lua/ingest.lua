@@ -9,7 +9,8 @@
 --   changes: { { s = change id, v = { lsn, idx } (strings; absent on reads), j = { job, ... } } }
 --   quarantine: { job, ... }
 --   job: { q = queue, id, n = name, d = ARGV index of the data, o = opts index,
---          run, row (absent when the row is unknown), ord = ordered, skip = skip when late }
+--          run, row (the row whose queue it joins), pk (its primary-key row: for late
+--          detection; absent for tables without a primary key), ord = ordered, skip = skip when late }
 -- Returns: one flag a change (1 accepted, 0 duplicate), then jobs added, late runs, skipped runs.
 local plan = cjson.decode(ARGV[1])
 BULL, OWN = plan.bull, plan.own
@@ -62,7 +63,7 @@ local flags = {}
 for i, change in ipairs(plan.changes) do
   if rcall('SET', OWN .. ':seen:' .. change.s, now, 'NX', 'PX', plan.ttl) then
     for _, job in ipairs(change.j) do
-      local lateRun = job.row ~= nil and isLate(job.row, change.v)
+      local lateRun = job.pk ~= nil and isLate(job.pk, change.v)
       if lateRun and job.skip then
         skipped = skipped + 1
       else

@@ -76,6 +76,8 @@ local function leaveRow(row, runPrefix, now)
     end
     return
   end
+  local following = rcall('LINDEX', rq, 1)
+  if following then queue((parseEntry(following))) end -- checked before anything is written
   rcall('LPOP', rq)
   local nextEntry = rcall('LINDEX', rq, 0)
   if rcall('LLEN', rq) > 1 then

@@ -1,7 +1,7 @@
 -- Keeps a row moving when its head run can no longer finish by itself: its current job was
 -- removed (an operator discarded it, or cleaned it from the dashboard), or it never started.
 --
--- KEYS[1]: the rows index; ARGV: bull, own, row, now
+-- KEYS[1]: the rows index; ARGV: bull, own, row, now, record ttl ms
 -- Returns: 'empty', 'running', 'started' (a parked head was started) or 'discarded'.
 BULL, OWN = ARGV[1], ARGV[2]
 local row, now = ARGV[3], tonumber(ARGV[4])
@@ -24,7 +24,10 @@ if not state[2] and rcall('EXISTS', BULL .. ':' .. name .. ':' .. current) == 1 
 end
 leaveRow(row, name .. '/' .. run .. '/', now)
 if not state[2] then
-  -- Given up: nothing will read its record again (a redelivery of its change is a duplicate).
-  rcall('DEL', runKey(run))
+  -- Given up, and marked so: a retry of one of its jobs from the dashboard must not revive it.
+  local key = runKey(run)
+  rcall('HDEL', key, 'cj')
+  rcall('HSET', key, 'discarded', now)
+  rcall('PEXPIRE', key, ARGV[5])
 end
 return 'discarded'
