@@ -32,6 +32,7 @@ t.test('503 when Redis is slower than ENQUEUE_TIMEOUT; the late write and the re
   await waitFor(() => service.web.redis.status === 'ready', 5_000, 'redis ready')
 
   const admin = new Redis(server.url)
+  admin.on('error', () => {})
   t.teardown(() => admin.disconnect())
   await admin.client('PAUSE', 1_500, 'WRITE')
   const change = withIdentity(paid, 2)
@@ -84,6 +85,7 @@ t.test('a Redis that may evict keys keeps the service not ready: the webhook ans
 
   // The operator fixes it; the next check (on reconnect or every REDIS_CHECK_INTERVAL) sees it.
   const admin = new Redis(server.url)
+  admin.on('error', () => {})
   t.teardown(() => admin.disconnect())
   await admin.config('SET', 'maxmemory-policy', 'noeviction')
   service.web.redis.disconnect(true)

@@ -10,6 +10,7 @@ t.test('createWeb releases its Redis connection when building the app fails', as
   const server = await startRedisServer()
   t.teardown(() => server.stop())
   const admin = new Redis(server.url)
+  admin.on('error', () => {})
   t.teardown(() => admin.disconnect())
   const config = loadConfig({ REDIS_PREFIX: 'release-test' })
   const logger = pino({ level: 'silent' })
