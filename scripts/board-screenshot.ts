@@ -10,7 +10,6 @@
  * screen, then deletes its keys. Prints one JSON line; exits 1 when the board did not render.
  * CHROMIUM_PATH overrides `which chromium`.
  */
-import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
@@ -23,6 +22,8 @@ import { loadConfig } from '../src/config.ts'
 import { Metrics } from '../src/metrics.ts'
 import { createWeb, createWorker } from '../src/runtime/services.ts'
 import { loadWorkflows } from '../src/workflows/load.ts'
+import { findChromium } from '../test/helpers/chromium.ts'
+import { deleteKeys } from '../test/helpers/service.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const out = resolve(process.argv[2] ?? `${root}test/artifacts/board.png`)
@@ -32,24 +33,6 @@ const token = randomBytes(24).toString('base64url')
 const credentials = { username: 'admin', password: randomBytes(12).toString('base64url') }
 const HOST = 'changeflow.test'
 const ERROR_TEXT = 'record: Invalid input: expected record, received string'
-
-function findChromium (): string | null {
-  if (process.env.CHROMIUM_PATH) return process.env.CHROMIUM_PATH
-  try {
-    return execFileSync('which', ['chromium'], { encoding: 'utf8' }).trim() || null
-  } catch {
-    return null
-  }
-}
-
-async function deleteKeys (redis: Redis, pattern: string): Promise<void> {
-  let cursor = '0'
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
-    if (keys.length > 0) await redis.del(...keys)
-    cursor = next
-  } while (cursor !== '0')
-}
 
 const fixture = (name: string) => readFileSync(`${root}test/fixtures/${name}.json`, 'utf8')
 

@@ -1,23 +1,15 @@
-import { execFile, execFileSync } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import { readFileSync, rmSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import t from 'tap'
+import { findChromium } from '../helpers/chromium.ts'
 import { REDIS_URL } from '../helpers/test-redis.ts'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
 const screenshot = `${root}test/artifacts/board.png`
 
-function chromium (): string | null {
-  if (process.env.CHROMIUM_PATH) return process.env.CHROMIUM_PATH
-  try {
-    return execFileSync('which', ['chromium'], { encoding: 'utf8' }).trim() || null
-  } catch {
-    return null
-  }
-}
-
-const skip = chromium() ? false : 'no chromium binary (apt-get install -y chromium, or set CHROMIUM_PATH): the browser check of the board is skipped'
+const skip = findChromium() ? false : 'no chromium binary (apt-get install -y chromium, or set CHROMIUM_PATH): the browser check of the board is skipped'
 
 t.test('an operator logs in to the running service\'s board in chromium and sees its queues, a step and a quarantined message', { skip, timeout: 90_000 }, async (t) => {
   rmSync(screenshot, { force: true })

@@ -1,16 +1,13 @@
-import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import { blockedRows, discardRun, retryStep, workflowQueues } from '../../src/operations/rows.ts'
 import { Keyspace } from '../../src/keys.ts'
 import { withScripts } from '../../src/redis/scripts.ts'
-import { figures, proofJobsDir, readEffects, spawnWorker, stopWorker } from '../helpers/proof.ts'
+import { figures, readEffects, spawnWorker, startProofWeb, stopWorker } from '../helpers/proof.ts'
 import { simulateSequin } from '../helpers/sequin-simulator.ts'
-import { REDIS_URL, startService, TOKEN, waitFor } from '../helpers/service.ts'
+import { REDIS_URL, TOKEN, waitFor } from '../helpers/service.ts'
 
 // The webhook in this process; steps in two worker processes at concurrency 8 each.
-const service = await startService({ workers: false, env: { JOBS_DIR: proofJobsDir } })
-await service.web.app.listen({ host: '127.0.0.1', port: 0 })
-const url = `http://127.0.0.1:${(service.web.app.server.address() as AddressInfo).port}/webhooks/sequin`
+const { service, url } = await startProofWeb()
 const prefix = service.config.REDIS_PREFIX
 const keys = new Keyspace(prefix)
 const redis = service.redis

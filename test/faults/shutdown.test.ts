@@ -2,20 +2,17 @@ import { Agent } from 'node:http'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import { changeId, runId, stepJobId } from '../../src/ingest/identity.ts'
 import { Keyspace } from '../../src/keys.ts'
 import { freePort } from '../../src/redis/embedded.ts'
 import type { SequinMetadata } from '../../src/sequin/message.ts'
-import { figures, proofJobsDir, readEffects, spawnWorker, stopWorker } from '../helpers/proof.ts'
+import { figures, proofJobsDir, readEffects, spawnWorker, startProofWeb, stopWorker } from '../helpers/proof.ts'
 import { slowPost, spawnRole, within, WORKER_ENV } from '../helpers/processes.ts'
 import { simulateSequin } from '../helpers/sequin-simulator.ts'
-import { REDIS_URL, startService, TOKEN, waitFor } from '../helpers/service.ts'
+import { REDIS_URL, TOKEN, waitFor } from '../helpers/service.ts'
 
-const service = await startService({ workers: false, env: { JOBS_DIR: proofJobsDir } })
-await service.web.app.listen({ host: '127.0.0.1', port: 0 })
-const url = `http://127.0.0.1:${(service.web.app.server.address() as AddressInfo).port}/webhooks/sequin`
+const { service, url } = await startProofWeb()
 const prefix = service.config.REDIS_PREFIX
 const keys = new Keyspace(prefix)
 const redis = service.redis

@@ -1,10 +1,20 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
+import type { AddressInfo } from 'node:net'
 import type { Redis } from 'ioredis'
 import { projectRoot } from '../../src/config.ts'
 import type { SimulatedMessage } from './sequin-simulator.ts'
+import { startService, type Service } from './service.ts'
 
 export const proofJobsDir = join(projectRoot, 'test/fixtures/proof-jobs')
+
+/** The webhook in this process, listening on a free loopback port, with the proof workflows. */
+export async function startProofWeb (): Promise<{ service: Service, url: string }> {
+  const service = await startService({ workers: false, env: { JOBS_DIR: proofJobsDir } })
+  await service.web.app.listen({ host: '127.0.0.1', port: 0 })
+  const url = `http://127.0.0.1:${(service.web.app.server.address() as AddressInfo).port}/webhooks/sequin`
+  return { service, url }
+}
 
 /** A `npm run worker` process of the project (run directly, so that SIGKILL reaches it). */
 export function spawnWorker (env: Record<string, string>): ChildProcess {
