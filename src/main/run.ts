@@ -52,7 +52,7 @@ export async function run (role: Role): Promise<void> {
       if (credentials.enabled) process.stderr.write(`${boardBanner(credentials, config.PORT)}\n`)
     }
     if (role !== 'web') {
-      const worker = createWorker({ config, logger, redisUrl, workflows, metrics })
+      const worker = createWorker({ config, logger, redisUrl, workflows, metrics, checkRedis: role === 'worker' })
       closers.unshift(worker.close)
       if (role === 'worker' && config.WORKER_METRICS_PORT) {
         const http = await startWorkerHttp(config, metrics, logger, config.WORKER_METRICS_PORT)

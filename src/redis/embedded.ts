@@ -59,7 +59,12 @@ export async function startEmbeddedRedis (dir: string, searchPath: string, log: 
     '--port', String(port), '--bind', '127.0.0.1', '--dir', dir,
     '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '',
     '--maxmemory-policy', 'noeviction', '--daemonize', 'no', '--loglevel', 'warning',
-  ], { stdio: ['ignore', 'ignore', 'inherit'] })
+  ], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    // Its own process group: Ctrl-C (or a SIGTERM to the group) reaches changeflow, which stops
+    // Redis last, after its steps finished; not Redis first, under steps still running.
+    detached: true,
+  })
 
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   const url = `redis://127.0.0.1:${port}`

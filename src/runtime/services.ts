@@ -104,10 +104,15 @@ export interface WorkerOptions {
   redisUrl: string
   workflows: readonly Workflow[]
   metrics?: Metrics
+  /**
+   * Check Redis's settings and the data-loss tripwire here too, for the log: a worker-only
+   * process has no readiness to gate, and under `npm start` the web side already checks.
+   */
+  checkRedis?: boolean
 }
 
 /** The step runners: what `npm run worker` runs, any number of replicas against one Redis. */
-export function createWorker ({ config, logger, redisUrl, workflows, metrics = new Metrics() }: WorkerOptions): Worker {
+export function createWorker ({ config, logger, redisUrl, workflows, metrics = new Metrics(), checkRedis = false }: WorkerOptions): Worker {
   const redis = withScripts(createRedis(redisUrl, 'worker', logger))
   const keys = new Keyspace(config.REDIS_PREFIX)
   const workers = startWorkers(config, redis, {
@@ -121,10 +126,15 @@ export function createWorker ({ config, logger, redisUrl, workflows, metrics = n
     metrics,
   })
   const reconciler = startReconciler(redis, keys, config.RECONCILE_INTERVAL, config.DEDUP_TTL, logger)
+  const monitor = checkRedis
+    ? new RedisMonitor({ redis, log: logger, intervalMs: config.REDIS_CHECK_INTERVAL, requireDurable: config.REDIS_REQUIRE_DURABLE, tripwireKey: tripwireKey(config.REDIS_PREFIX) })
+    : undefined
+  monitor?.start().catch(() => {})
   return {
     workers,
     async close () {
       reconciler.stop()
+      await monitor?.stop()
       await workers.close()
       redis.disconnect()
     },

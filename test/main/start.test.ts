@@ -103,3 +103,15 @@ t.test('bad configuration stops startup naming the key', async (t) => {
   t.equal(await service.exited, 1)
   t.match(service.output(), 'PORT')
 })
+
+t.test('a worker-only process checks Redis too, and says what is wrong', async (t) => {
+  const redis = await startRedisServer(['--maxmemory-policy', 'allkeys-lru'])
+  t.teardown(() => redis.stop())
+  const worker = start('worker', { REDIS_URL: redis.url })
+  t.teardown(() => worker.kill('SIGKILL'))
+  await waitFor(() => worker.output().includes('maxmemory-policy'), 15_000, 'the check to report')
+  t.match(worker.output(), /"level":50.*maxmemory-policy is allkeys-lru/)
+  worker.kill('SIGTERM')
+  await worker.exited
+  t.match(worker.output(), '"msg":"stopped"')
+})
