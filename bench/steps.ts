@@ -114,7 +114,8 @@ export async function benchSteps (ctx: Context): Promise<string> {
       }
       // Exactly once, and in the end no row is left holding a run.
       if (counted.count() !== target) throw new Error(`${name}: ${counted.count()} steps completed, expected ${target}`)
-      const rows = await ctx.redis.zcard(`{${prefix}}:_cf:rows`)
+      // The rows index holds only rows with a run waiting; a row queue left at all is a stuck run.
+      const rows = (await ctx.redis.keys(`{${prefix}}:_cf:rowq:*`)).length
       if (rows !== 0) throw new Error(`${name}: ${rows} rows still have runs after every step completed`)
       return sample
     },
