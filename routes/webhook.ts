@@ -63,10 +63,14 @@ const webhook: FastifyPluginAsync<WebhookOptions> = async (app, { tokens, ingest
         return reply.code(200).send(outcome.counts)
       case 'bad-envelope':
         throw new Errors.BadEnvelope(outcome.reason)
+      case 'too-many-messages':
+        return reply.code(413).send({ statusCode: 413, code: 'CF_TOO_MANY_MESSAGES', error: `${outcome.count} messages in one request; at most ${outcome.limit} (MAX_BATCH_MESSAGES)` })
       case 'rejected': {
         const error = new Errors.InvalidMessages()
         return reply.code(422).send({ statusCode: 422, code: error.code, error: error.message, messages: outcome.errors })
       }
+      case 'quarantine-full':
+        return reply.code(422).send({ statusCode: 422, code: 'CF_QUARANTINE_FULL', error: `the quarantine holds ${outcome.limit} messages (QUARANTINE_LIMIT)`, messages: outcome.errors })
       case 'unavailable':
         throw new Errors.Unavailable(outcome.reason)
       default: {

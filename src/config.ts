@@ -51,6 +51,8 @@ const envSchema = z.object({
   DEDUP_TTL: duration('s').default(7 * UNITS.d!),
   ENQUEUE_TIMEOUT: duration('ms').default(5_000),
   INVALID_MESSAGES: z.enum(['quarantine', 'reject']).default('quarantine'),
+  QUARANTINE_LIMIT: int(1).default(10_000),
+  MAX_BATCH_MESSAGES: int(1, 100_000).default(1_000),
   WORKER_CONCURRENCY: int(1).default(8),
   STEP_ATTEMPTS: int(1).default(5),
   STEP_BACKOFF: duration('ms').default(1_000),
@@ -62,7 +64,7 @@ const envSchema = z.object({
   SHUTDOWN_GRACE: duration('ms').default(25_000),
   RECONCILE_INTERVAL: duration('ms').default(30_000),
   METRICS_TOKEN: z.string().optional(),
-  WORKER_METRICS_PORT: int(0, 65535).optional(),
+  METRICS_PORT: int(0, 65535).optional(),
   MAX_EVENT_LOOP_DELAY: duration('ms').default(1_000),
   MAX_HEAP_USED: size.default(0),
   BOARD_USERNAME: z.string().optional(),
@@ -74,6 +76,20 @@ const envSchema = z.object({
 })
 
 export type Config = Readonly<z.infer<typeof envSchema>>
+
+/** Settings that each make sense alone but not together: refused, with the reason. */
+function contradictions (config: z.infer<typeof envSchema>, env: Record<string, string | undefined>): string[] {
+  const problems: string[] = []
+  if (config.DEDUP_TTL < config.KEEP_COMPLETED_AGE) {
+    problems.push(`  DEDUP_TTL: ${env.DEDUP_TTL ?? 'the default'} is shorter than KEEP_COMPLETED_AGE (${env.KEEP_COMPLETED_AGE ?? 'the default'}): ` +
+      'a change redelivered in between would be accepted as new while its finished jobs still exist, so nothing would run for it. ' +
+      'Keep DEDUP_TTL at least as long as KEEP_COMPLETED_AGE')
+  }
+  if (env.WORKER_METRICS_PORT !== undefined) {
+    problems.push('  WORKER_METRICS_PORT: renamed METRICS_PORT (it now serves /metrics for web processes too)')
+  }
+  return problems
+}
 
 export class ConfigError extends Error {
   override name = 'ConfigError'
@@ -87,5 +103,7 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     const lines = parsed.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`)
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`)
   }
+  const problems = contradictions(parsed.data, defined)
+  if (problems.length > 0) throw new ConfigError(`invalid configuration:\n${problems.join('\n')}`)
   return Object.freeze(parsed.data)
 }

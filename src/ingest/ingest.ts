@@ -19,7 +19,12 @@ export interface Counts {
 export type IngestOutcome =
   | { kind: 'accepted', counts: Counts }
   | { kind: 'bad-envelope', reason: string }
+  /** More messages than MAX_BATCH_MESSAGES: refused before anything is planned. */
+  | { kind: 'too-many-messages', count: number, limit: number }
+  /** INVALID_MESSAGES=reject, and some messages are invalid: nothing was written. */
   | { kind: 'rejected', errors: Rejection[] }
+  /** The quarantine holds QUARANTINE_LIMIT messages: a batch with invalid ones is refused whole. */
+  | { kind: 'quarantine-full', limit: number, errors: Rejection[] }
   | { kind: 'unavailable', reason: string }
 
 export interface Ingest {
@@ -31,7 +36,7 @@ export interface IngestDeps {
   keys: Keyspace
   workflows: readonly Workflow[]
   jobOptions: JobOptions
-  config: Pick<Config, 'DEDUP_TTL' | 'ENQUEUE_TIMEOUT' | 'INVALID_MESSAGES'>
+  config: Pick<Config, 'DEDUP_TTL' | 'ENQUEUE_TIMEOUT' | 'INVALID_MESSAGES' | 'MAX_BATCH_MESSAGES' | 'QUARANTINE_LIMIT'>
   metrics: Metrics
 }
 
@@ -75,8 +80,12 @@ export function createIngest ({ redis, keys, workflows, jobOptions, config, metr
   const warnedTables = new Set<string>()
 
   return async function ingest (body, log) {
-    const envelope = readEnvelope(body)
-    if (!envelope.ok) return { kind: 'bad-envelope', reason: envelope.reason }
+    const envelope = readEnvelope(body, config.MAX_BATCH_MESSAGES)
+    if (!envelope.ok) {
+      return 'tooMany' in envelope
+        ? { kind: 'too-many-messages', ...envelope.tooMany }
+        : { kind: 'bad-envelope', reason: envelope.reason }
+    }
 
     const now = new Date()
     const plan = planBatch(envelope.messages, workflows, jobOptions, now)

@@ -54,8 +54,8 @@ export async function run (role: Role): Promise<void> {
     if (role !== 'web') {
       const worker = createWorker({ config, logger, redisUrl, workflows, metrics, checkRedis: role === 'worker' })
       closers.unshift(worker.close)
-      if (role === 'worker' && config.WORKER_METRICS_PORT) {
-        const http = await startWorkerHttp(config, metrics, logger, config.WORKER_METRICS_PORT)
+      if (role === 'worker' && config.METRICS_PORT) {
+        const http = await startWorkerHttp(config, metrics, logger, config.METRICS_PORT)
         closers.unshift(() => http.close())
       }
       logger.info({ concurrency: config.WORKER_CONCURRENCY }, 'workers started')

@@ -71,6 +71,10 @@ export function parseMessage (value: unknown): ParsedMessage {
 export type Envelope =
   | { ok: true, batched: boolean, messages: unknown[] }
   | { ok: false, reason: string }
+  | { ok: false, tooMany: { count: number, limit: number } }
+
+/** Keys that are never data at the top of a body: JSON.parse keeps them, but they are not Sequin's. */
+const POISON_KEYS = ['__proto__', 'constructor', 'prototype']
 
 /**
  * Batched bodies are exactly `{"data": [...]}`. Any other JSON value is one bare message
@@ -78,16 +82,19 @@ export type Envelope =
  * fails the message schema and is quarantined rather than refused. A top-level array, or a
  * `data` wrapper that holds no messages, is neither shape.
  */
-export function readEnvelope (body: unknown): Envelope {
+export function readEnvelope (body: unknown, maxMessages = Number.POSITIVE_INFINITY): Envelope {
   if (Array.isArray(body)) {
     return { ok: false, reason: 'body is a JSON array: wrap messages as {"data": [...]}' }
   }
   if (body !== null && typeof body === 'object') {
     const keys = Object.keys(body)
+    const poison = keys.find((key) => POISON_KEYS.includes(key))
+    if (poison !== undefined) return { ok: false, reason: `body has a "${poison}" key: not a Sequin body` }
     if (keys.length === 1 && keys[0] === 'data') {
       const data = (body as { data: unknown }).data
       if (!Array.isArray(data)) return { ok: false, reason: '"data" must be an array of messages' }
       if (data.length === 0) return { ok: false, reason: '"data" holds no messages' }
+      if (data.length > maxMessages) return { ok: false, tooMany: { count: data.length, limit: maxMessages } }
       return { ok: true, batched: true, messages: data }
     }
   }

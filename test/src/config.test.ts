@@ -25,12 +25,14 @@ t.test('defaults', async (t) => {
 })
 
 t.test('durations', async (t) => {
-  t.equal(loadConfig({ DEDUP_TTL: '30s' }).DEDUP_TTL, 30_000)
-  t.equal(loadConfig({ DEDUP_TTL: '15m' }).DEDUP_TTL, 15 * 60_000)
+  // A DEDUP_TTL shorter than KEEP_COMPLETED_AGE (1 day by default) is refused: see below.
+  const ttl = (text: string) => loadConfig({ DEDUP_TTL: text, KEEP_COMPLETED_AGE: '0' }).DEDUP_TTL
+  t.equal(ttl('30s'), 30_000)
+  t.equal(ttl('15m'), 15 * 60_000)
   t.equal(loadConfig({ DEDUP_TTL: '7d' }).DEDUP_TTL, 7 * DAY)
-  t.equal(loadConfig({ DEDUP_TTL: '2h' }).DEDUP_TTL, 2 * 3_600_000)
-  t.equal(loadConfig({ DEDUP_TTL: '250ms' }).DEDUP_TTL, 250)
-  t.equal(loadConfig({ DEDUP_TTL: '60' }).DEDUP_TTL, 60_000, 'a bare DEDUP_TTL is in seconds')
+  t.equal(ttl('2h'), 2 * 3_600_000)
+  t.equal(ttl('250ms'), 250)
+  t.equal(ttl('60'), 60_000, 'a bare DEDUP_TTL is in seconds')
   t.equal(loadConfig({ ENQUEUE_TIMEOUT: '60' }).ENQUEUE_TIMEOUT, 60, 'a bare ENQUEUE_TIMEOUT is in ms')
   t.equal(loadConfig({ ENQUEUE_TIMEOUT: '2s' }).ENQUEUE_TIMEOUT, 2_000)
   t.equal(loadConfig({ STEP_BACKOFF: '1.5s' }).STEP_BACKOFF, 1_500, 'fractions are allowed')
@@ -104,4 +106,18 @@ t.test('every invalid key is reported at once', async (t) => {
   const error = t.throws(() => loadConfig({ PORT: 'abc', REDIS_PREFIX: 'a:b' })) as Error
   t.match(error.message, /PORT:/)
   t.match(error.message, /REDIS_PREFIX:/)
+})
+
+t.test('settings that contradict each other are refused', async (t) => {
+  configError(t, { DEDUP_TTL: '1h', KEEP_COMPLETED_AGE: '2h' }, 'DEDUP_TTL')
+  t.equal(loadConfig({ DEDUP_TTL: '2h', KEEP_COMPLETED_AGE: '2h' }).DEDUP_TTL, 2 * 3_600_000, 'equal is fine')
+  configError(t, { WORKER_METRICS_PORT: '9100' }, 'WORKER_METRICS_PORT')
+  t.equal(loadConfig({ METRICS_PORT: '9100' }).METRICS_PORT, 9100)
+})
+
+t.test('batch and quarantine bounds', async (t) => {
+  t.equal(loadConfig({}).MAX_BATCH_MESSAGES, 1_000, "Sequin's largest batch")
+  t.equal(loadConfig({}).QUARANTINE_LIMIT, 10_000)
+  configError(t, { MAX_BATCH_MESSAGES: '0' }, 'MAX_BATCH_MESSAGES')
+  configError(t, { QUARANTINE_LIMIT: '-1' }, 'QUARANTINE_LIMIT')
 })

@@ -114,7 +114,16 @@ t.test('readEnvelope', async (t) => {
   for (const [label, body] of [['data is an object', { data: {} }], ['data is empty', { data: [] }], ['a top-level array', [first]]] as const) {
     const envelope = readEnvelope(body)
     t.equal(envelope.ok, false, `${label} is rejected`)
-    if (!envelope.ok) t.match(envelope.reason, /\S/, `${label} has a reason`)
+    if (!envelope.ok && 'reason' in envelope) t.match(envelope.reason, /\S/, `${label} has a reason`)
+    else t.fail(`${label} has a reason`)
+  }
+
+  t.strictSame(readEnvelope({ data: [first, second, first] }, 2), { ok: false, tooMany: { count: 3, limit: 2 } },
+    'more messages than the limit')
+  t.equal(readEnvelope({ data: [first, second] }, 2).ok, true, 'exactly the limit is fine')
+  for (const key of ['__proto__', 'constructor', 'prototype']) {
+    const envelope = readEnvelope(JSON.parse(`{"data":[],"${key}":{}}`))
+    t.match(envelope, { ok: false, reason: new RegExp(key) }, `a body-level ${key} key is not a Sequin body`)
   }
 
   for (const body of ['text', 42, null]) {
