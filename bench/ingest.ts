@@ -93,7 +93,7 @@ async function measureIngest (ctx: Context, web: Web, bare: Queue): Promise<stri
       expectAccepted(response.statusCode, response.body, batch)
     }),
     sending('changeflow, ingest() without HTTP', WORKFLOW, async (batch) => {
-      const outcome = await ingest(JSON.parse(batch.body), quiet)
+      const outcome = await ingest(batch.body, quiet)
       expectAccepted(outcome.kind === 'accepted' ? 200 : 500, JSON.stringify(outcome.kind === 'accepted' ? outcome.counts : outcome), batch)
     }),
     {

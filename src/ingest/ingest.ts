@@ -3,6 +3,7 @@ import type { Config } from '../config.ts'
 import type { Keyspace } from '../keys.ts'
 import type { Metrics } from '../metrics.ts'
 import type { ScriptedRedis } from '../redis/scripts.ts'
+import { parseExactJson } from '../json/exact.ts'
 import { readEnvelope } from '../sequin/message.ts'
 import type { Workflow } from '../workflows/define.ts'
 import { commitPlan, type Committed } from './commit.ts'
@@ -18,6 +19,8 @@ export interface Counts {
 
 export type IngestOutcome =
   | { kind: 'accepted', counts: Counts }
+  /** Not JSON at all. */
+  | { kind: 'bad-json', reason: string }
   | { kind: 'bad-envelope', reason: string }
   /** More messages than MAX_BATCH_MESSAGES: refused before anything is planned. */
   | { kind: 'too-many-messages', count: number, limit: number }
@@ -28,7 +31,8 @@ export type IngestOutcome =
   | { kind: 'unavailable', reason: string }
 
 export interface Ingest {
-  (body: unknown, log: Pick<Logger, 'warn'>): Promise<IngestOutcome>
+  /** `text`: the request body, decoded (gzip) but not parsed: ingest parses it exactly. */
+  (text: string, log: Pick<Logger, 'warn'>): Promise<IngestOutcome>
 }
 
 export interface IngestDeps {
@@ -79,7 +83,13 @@ function count (metrics: Metrics, plan: BatchPlan, committed: Committed): void {
 export function createIngest ({ redis, keys, workflows, jobOptions, config, metrics }: IngestDeps): Ingest {
   const warnedTables = new Set<string>()
 
-  return async function ingest (body, log) {
+  return async function ingest (text, log) {
+    let body: unknown
+    try {
+      body = parseExactJson(text).value
+    } catch (error) {
+      return { kind: 'bad-json', reason: `body is not JSON: ${(error as Error).message}` }
+    }
     const envelope = readEnvelope(body, config.MAX_BATCH_MESSAGES)
     if (!envelope.ok) {
       return 'tooMany' in envelope
