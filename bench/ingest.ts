@@ -120,8 +120,8 @@ async function measureIngest (ctx: Context, web: Web, bare: Queue): Promise<stri
         const plans: BatchPlan[] = batches.map((batch) => planBatch(batch.messages, workflows, jobOptions, new Date()))
         const stop = await startClock(ctx.redis)
         await inParallel(plans, settings.inFlight, async (plan) => {
-          const committed = await commitPlan(web.redis as ScriptedRedis, keys, plan, config.DEDUP_TTL, Date.now())
-          if (committed.jobs !== plan.changes.length) throw new Error(`commitPlan added ${committed.jobs} jobs for ${plan.changes.length} changes`)
+          const committed = await commitPlan(web.redis as ScriptedRedis, keys, plan, { dedupTtlMs: config.DEDUP_TTL, quarantineLimit: config.QUARANTINE_LIMIT }, Date.now())
+          if (!committed.ok || committed.jobs !== plan.changes.length) throw new Error(`commitPlan added ${committed.ok ? committed.jobs : 0} jobs for ${plan.changes.length} changes`)
         })
         const sample = await stop()
         await waiting(WORKFLOW, batches.length * settings.batchSize)

@@ -43,4 +43,25 @@ export class Keyspace {
   rows (): string {
     return `${this.own}:rows`
   }
+
+  /**
+   * Rows whose head cannot move, scored by since when: its current step failed for good
+   * (`failed`), or its job waits in a queue no worker consumes (`orphaned`).
+   */
+  blocked (reason: BlockReason): string {
+    return `${this.own}:blocked:${reason}`
+  }
+
+  /** Every queue work was ever added to: how a deployment finds queues it does not define. */
+  queues (): string {
+    return `${this.own}:queues`
+  }
+
+  /** Queues scored by the last time a worker process said it consumes them. */
+  consumers (): string {
+    return `${this.own}:consumers`
+  }
 }
+
+export const BLOCK_REASONS = ['failed', 'orphaned'] as const
+export type BlockReason = (typeof BLOCK_REASONS)[number]

@@ -2,43 +2,68 @@ import type { Keyspace } from '../keys.ts'
 import type { ScriptedRedis } from '../redis/scripts.ts'
 import type { BatchPlan, JobSpec } from './plan.ts'
 
-export interface Committed {
-  /** Per planned change: true when it was new, false when already seen. */
-  accepted: boolean[]
-  jobs: number
-  /** Runs of changes older than their row's newest: started (and marked) or skipped. */
-  late: number
-  skipped: number
+export type Committed =
+  | {
+    ok: true
+    /** Per planned change: true when it was new, false when already seen. */
+    accepted: boolean[]
+    jobs: number
+    /** Runs of changes older than their row's newest: started (and marked) or skipped. */
+    late: number
+    skipped: number
+  }
+  /** The quarantine already holds `held` messages: this batch's would pass the limit. Nothing was written. */
+  | { ok: false, quarantineFull: { held: number } }
+
+export interface CommitLimits {
+  dedupTtlMs: number
+  quarantineLimit: number
+}
+
+/** A job as the ingest script reads it: its data is passed as its own argument, by index. */
+interface ScriptJob {
+  queue: string
+  id: string
+  name: string
+  data: number
+  opts: number
+  run?: string
+  row?: string
+  pkRow?: string
+  ordered?: boolean
+  skipLate?: boolean
 }
 
 /**
  * Writes a batch plan in one script call: one round trip, and atomic, so a failure anywhere
  * leaves nothing half-written for Sequin's redelivery to trip over.
  */
-export async function commitPlan (redis: ScriptedRedis, keys: Keyspace, plan: BatchPlan, dedupTtlMs: number, now: number): Promise<Committed> {
-  if (plan.changes.length === 0 && plan.quarantine.length === 0) return { accepted: [], jobs: 0, late: 0, skipped: 0 }
+export async function commitPlan (redis: ScriptedRedis, keys: Keyspace, plan: BatchPlan, limits: CommitLimits, now: number): Promise<Committed> {
+  if (plan.changes.length === 0 && plan.quarantine.length === 0) return { ok: true, accepted: [], jobs: 0, late: 0, skipped: 0 }
   const argv: string[] = ['']
   const queues = new Set<string>()
   const opts = new Map<string, number>()
 
-  const lua = (job: JobSpec) => {
+  const scriptJob = (job: JobSpec): ScriptJob => {
     queues.add(job.queue)
-    let o = opts.get(job.opts)
-    if (o === undefined) {
-      o = opts.size + 1
-      opts.set(job.opts, o)
+    let index = opts.get(job.opts)
+    if (index === undefined) {
+      index = opts.size + 1
+      opts.set(job.opts, index)
     }
     argv.push(job.data)
-    return { q: job.queue, id: job.id, n: job.name, d: argv.length, o, run: job.run, row: job.row, pk: job.pkRow, ord: job.ordered, skip: job.skipLate }
+    const { queue, id, name, run, row, pkRow, ordered, skipLate } = job
+    return { queue, id, name, data: argv.length, opts: index, run, row, pkRow, ordered, skipLate }
   }
 
-  const changes = plan.changes.map((change) => ({ s: change.changeId, v: change.version, j: change.jobs.map(lua) }))
-  const quarantine = plan.quarantine.map(lua)
+  const changes = plan.changes.map((change) => ({ id: change.changeId, version: change.version, jobs: change.jobs.map(scriptJob) }))
+  const quarantine = plan.quarantine.map(scriptJob)
   argv[0] = JSON.stringify({
     bull: keys.bullPrefix,
     own: keys.own,
     now: String(now),
-    ttl: dedupTtlMs,
+    ttl: limits.dedupTtlMs,
+    quarantineLimit: limits.quarantineLimit,
     queues: [...queues],
     opts: [...opts.keys()],
     changes,
@@ -46,6 +71,7 @@ export async function commitPlan (redis: ScriptedRedis, keys: Keyspace, plan: Ba
   })
 
   const result = await redis.cfIngest(1, keys.rows(), ...argv)
+  if (result[0] === -1) return { ok: false, quarantineFull: { held: result[1] ?? 0 } }
   const [skipped = 0, late = 0, jobs = 0] = result.splice(-3).reverse()
-  return { accepted: result.map((flag) => flag === 1), jobs, late, skipped }
+  return { ok: true, accepted: result.map((flag) => flag === 1), jobs, late, skipped }
 }

@@ -3,7 +3,7 @@ import type { Config } from '../config.ts'
 import type { Keyspace } from '../keys.ts'
 import type { Metrics } from '../metrics.ts'
 import type { ScriptedRedis } from '../redis/scripts.ts'
-import { parseExactJson } from '../json/exact.ts'
+import { MAX_JSON_DEPTH, parseExactJson, type ParsedJson } from '../json/exact.ts'
 import { readEnvelope } from '../sequin/message.ts'
 import type { Workflow } from '../workflows/define.ts'
 import { commitPlan, type Committed } from './commit.ts'
@@ -66,7 +66,9 @@ function withDeadline<T> (work: Promise<T>, ms: number): Promise<T> {
   return Promise.race([work, deadline]).finally(() => clearTimeout(timer))
 }
 
-function count (metrics: Metrics, plan: BatchPlan, committed: Committed): void {
+type Written = Extract<Committed, { ok: true }>
+
+function count (metrics: Metrics, plan: BatchPlan, committed: Written): void {
   plan.changes.forEach((change, i) => {
     const accepted = committed.accepted[i] === true
     metrics.messages.inc({ table: change.table, action: change.action, outcome: accepted ? 'accepted' : 'duplicate' })
@@ -84,13 +86,13 @@ export function createIngest ({ redis, keys, workflows, jobOptions, config, metr
   const warnedTables = new Set<string>()
 
   return async function ingest (text, log) {
-    let body: unknown
+    let parsed: ParsedJson
     try {
-      body = parseExactJson(text).value
+      parsed = parseExactJson(text)
     } catch (error) {
       return { kind: 'bad-json', reason: `body is not JSON: ${(error as Error).message}` }
     }
-    const envelope = readEnvelope(body, config.MAX_BATCH_MESSAGES)
+    const envelope = readEnvelope(parsed.value, config.MAX_BATCH_MESSAGES)
     if (!envelope.ok) {
       return 'tooMany' in envelope
         ? { kind: 'too-many-messages', ...envelope.tooMany }
@@ -98,19 +100,20 @@ export function createIngest ({ redis, keys, workflows, jobOptions, config, metr
     }
 
     const now = new Date()
-    const plan = planBatch(envelope.messages, workflows, jobOptions, now)
+    // No message is deeper than the body: most bodies spare planning the per-message depth check.
+    const plan = planBatch(envelope.messages, workflows, jobOptions, now, { checkDepth: parsed.depth > MAX_JSON_DEPTH })
     for (const table of plan.unknownChanges.keys()) {
       if (warnedTables.has(table)) continue
       warnedTables.add(table)
       log.warn({ table }, `updates to ${table} arrive with empty "changes", so change.changed() cannot tell which columns changed: run ALTER TABLE ${table} REPLICA IDENTITY FULL`)
     }
-    if (plan.quarantine.length > 0 && config.INVALID_MESSAGES === 'reject') {
-      return { kind: 'rejected', errors: plan.quarantine.map(({ index, issues }) => ({ index, issues })) }
-    }
+    const rejections = () => plan.quarantine.map(({ index, issues }) => ({ index, issues }))
+    if (plan.quarantine.length > 0 && config.INVALID_MESSAGES === 'reject') return { kind: 'rejected', errors: rejections() }
 
     let committed: Committed
+    const limits = { dedupTtlMs: config.DEDUP_TTL, quarantineLimit: config.QUARANTINE_LIMIT }
     try {
-      committed = await withDeadline(commitPlan(redis, keys, plan, config.DEDUP_TTL, now.getTime()), config.ENQUEUE_TIMEOUT)
+      committed = await withDeadline(commitPlan(redis, keys, plan, limits, now.getTime()), config.ENQUEUE_TIMEOUT)
     } catch (error) {
       // Whether or not the script ran, Sequin's redelivery completes the batch without doubles.
       const reason = unavailability(error, redis)
@@ -119,6 +122,11 @@ export function createIngest ({ redis, keys, workflows, jobOptions, config, metr
       return { kind: 'unavailable', reason }
     }
 
+    if (!committed.ok) {
+      log.warn({ held: committed.quarantineFull.held, limit: config.QUARANTINE_LIMIT, invalid: plan.quarantine.length },
+        'quarantine full: refusing a batch with invalid messages (Sequin keeps it); drop or redrive quarantined messages')
+      return { kind: 'quarantine-full', limit: config.QUARANTINE_LIMIT, errors: rejections() }
+    }
     count(metrics, plan, committed)
     if (committed.late > 0 || committed.skipped > 0) log.warn({ late: committed.late, skipped: committed.skipped }, 'late changes: older than changes already accepted for their rows')
     for (const entry of plan.quarantine) {

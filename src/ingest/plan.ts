@@ -1,8 +1,13 @@
+import { MAX_JSON_DEPTH, nestingDepth, previewJson } from '../json/exact.ts'
 import { parseMessage, type MessageIssue, type SequinMessage } from '../sequin/message.ts'
+import { comparePositions, positionOf, type Position } from '../sequin/position.ts'
 import { toChange, type Change } from '../workflows/change.ts'
 import type { Workflow } from '../workflows/define.ts'
 import { routeChange } from '../workflows/route.ts'
 import { changeId, changeIdentity, quarantineJobId, rowId, runId, stepJobId } from './identity.ts'
+import { firstStepHeader, stepJobJson } from './job-data.ts'
+
+export type { StepJobData } from './job-data.ts'
 
 /** One BullMQ job to add: `opts` is the JSON of its options. */
 export interface JobSpec {
@@ -27,8 +32,8 @@ export interface PlannedChange {
   /** `schema.table` and action: metric labels. */
   table: string
   action: string
-  /** Commit position (lsn, idx) as decimal strings; absent for backfill reads. */
-  version?: [string, string]
+  /** Commit position (lsn, idx) as canonical decimal text; absent for backfill reads. */
+  version?: Position
   jobs: JobSpec[]
 }
 
@@ -37,14 +42,17 @@ export interface Rejection {
   issues: MessageIssue[]
 }
 
+/** Why a message went to the quarantine: also the quarantine job's name. */
+export type QuarantineReason = 'invalid-message' | 'routing-error' | 'unstorable-message'
+
 export interface BatchPlan {
-  /** Valid changes that start at least one workflow, each deduplicated as a whole. */
+  /** Valid changes that start at least one workflow, in commit order, each deduplicated as a whole. */
   changes: PlannedChange[]
   unmatched: number
   /** `schema.table` and action of each unmatched change: metric labels. */
   unmatchedChanges: Array<{ table: string, action: string }>
-  /** Messages kept for an operator: they failed the schema, or a workflow's `when` threw. */
-  quarantine: Array<JobSpec & Rejection>
+  /** Messages kept for an operator: they failed the schema, a workflow's `when` threw, or they cannot be stored. */
+  quarantine: Array<JobSpec & Rejection & { name: QuarantineReason }>
   /** Tables whose updates arrived with `changes: {}` (no REPLICA IDENTITY FULL), and how many. */
   unknownChanges: Map<string, number>
 }
@@ -54,88 +62,89 @@ export interface JobOptions {
   quarantine: string
 }
 
-/** The job data every step of a run carries: who it is, then the change itself. */
-export interface StepJobData {
-  workflow: string
-  step: string
-  stepIndex: number
-  run: string
-  changeId: string
-  /** Set when the run is ordered: the row whose queue it is in. */
-  row?: string
-  table: string
-  key: string[]
-  action: SequinMessage['action']
-  commitTimestamp: string
-  change: SequinMessage
+export interface PlanOptions {
+  /** Check each message's nesting depth; the caller may skip it when the whole body is shallow. */
+  checkDepth?: boolean
 }
 
-export function stepJobData (message: SequinMessage, workflow: Workflow, run: string, change: string, row: string | undefined): string {
-  const { metadata } = message
-  const data: StepJobData = {
-    workflow: workflow.name,
-    step: workflow.steps[0]!.name,
-    stepIndex: 0,
-    run,
-    changeId: change,
-    row,
-    table: `${metadata.table_schema}.${metadata.table_name}`,
-    key: metadata.record_pks ?? [],
-    action: message.action,
-    commitTimestamp: metadata.commit_timestamp,
-    change: message,
-  }
-  return JSON.stringify(data)
-}
-
-/** Pure: what a batch of raw messages becomes in Redis. */
-export function planBatch (messages: readonly unknown[], workflows: readonly Workflow[], options: JobOptions, now: Date): BatchPlan {
+/**
+ * Pure: what a batch of raw messages becomes in Redis. Each message is planned on its own: one
+ * that cannot be (invalid, unroutable, too deep to store) is quarantined and the rest go on.
+ */
+export function planBatch (messages: readonly unknown[], workflows: readonly Workflow[], options: JobOptions, now: Date, planOptions: PlanOptions = {}): BatchPlan {
   const plan: BatchPlan = { changes: [], unmatched: 0, unmatchedChanges: [], quarantine: [], unknownChanges: new Map() }
-  const quarantine = (index: number, reason: string, issues: MessageIssue[], message: unknown) => {
-    const raw = JSON.stringify(message) ?? 'undefined'
-    const data = JSON.stringify({ reason, index, issues, receivedAt: now.toISOString(), message })
-    plan.quarantine.push({ queue: 'quarantine', id: quarantineJobId(raw), name: reason, data, opts: options.quarantine, index, issues })
-  }
-
+  const checkDepth = planOptions.checkDepth ?? true
   messages.forEach((raw, index) => {
-    const parsed = parseMessage(raw)
-    if (!parsed.ok) return quarantine(index, 'invalid-message', parsed.issues, raw)
-    const { message } = parsed
-    const change = toChange(message)
-    const table = `${change.schema}.${change.table}`
-    if (!change.changesKnown) plan.unknownChanges.set(table, (plan.unknownChanges.get(table) ?? 0) + 1)
-
-    const routed = routeChange(workflows, change)
-    const rows = routed.ok ? rowsOf(routed.workflows, change) : routed
-    if (!rows.ok) return quarantine(index, 'routing-error', [{ path: `workflow ${rows.workflow}`, message: rows.error }], raw)
-    if (rows.rows.length === 0) {
-      plan.unmatched++
-      plan.unmatchedChanges.push({ table, action: change.action })
-      return
+    if (checkDepth && nestingDepth(raw) > MAX_JSON_DEPTH) {
+      return unstorable(plan, options, now, index, raw, `nested deeper than ${MAX_JSON_DEPTH} levels: too deep to store and run`)
     }
-    const id = changeId(message.metadata)
-    const jobs = rows.rows.map(({ workflow, row }): JobSpec => {
-      const run = runId(id, workflow.name)
-      const first = workflow.steps[0]!
-      const ordered = workflow.ordered !== false && row !== undefined
-      return {
-        queue: workflow.name,
-        id: stepJobId(run, first.name),
-        name: first.name,
-        data: stepJobData(message, workflow, run, id, ordered ? row : undefined),
-        opts: options.step(workflow.name, first.name),
-        run,
-        row,
-        pkRow: rows.pkRow,
-        ordered,
-        skipLate: workflow.late === 'skip',
-      }
-    })
-    const { commit_lsn: lsn, commit_idx: idx } = message.metadata
-    const version: [string, string] | undefined = lsn != null && idx != null ? [String(lsn), String(idx)] : undefined
-    plan.changes.push({ changeId: id, table, action: change.action, version, jobs })
+    try {
+      planMessage(plan, workflows, options, now, index, raw)
+    } catch (error) {
+      // Whatever one message does (a value JSON cannot hold, a throwing getter), it alone is kept aside.
+      unstorable(plan, options, now, index, raw, `cannot be stored: ${(error as Error)?.message ?? String(error)}`)
+    }
   })
+  // Sequin's order inside a batch means nothing; rows keyed by a workflow's own `key` can share a
+  // batch, and their runs must start in commit order. Backfill reads (no position) go last.
+  plan.changes.sort((a, b) => comparePositions(a.version, b.version))
   return plan
+}
+
+function planMessage (plan: BatchPlan, workflows: readonly Workflow[], options: JobOptions, now: Date, index: number, raw: unknown): void {
+  const parsed = parseMessage(raw)
+  if (!parsed.ok) return quarantine(plan, options, now, index, 'invalid-message', parsed.issues, raw)
+  const { message } = parsed
+  const change = toChange(message)
+  const table = `${change.schema}.${change.table}`
+  if (!change.changesKnown) plan.unknownChanges.set(table, (plan.unknownChanges.get(table) ?? 0) + 1)
+
+  const routed = routeChange(workflows, change)
+  const rows = routed.ok ? rowsOf(routed.workflows, change) : routed
+  if (!rows.ok) return quarantine(plan, options, now, index, 'routing-error', [{ path: `workflow ${rows.workflow}`, message: rows.error }], raw)
+  if (rows.rows.length === 0) {
+    plan.unmatched++
+    plan.unmatchedChanges.push({ table, action: change.action })
+    return
+  }
+  const id = changeId(message.metadata)
+  const changeJson = JSON.stringify(message)
+  const jobs = rows.rows.map(({ workflow, row }): JobSpec => jobOf(message, changeJson, workflow, id, row, rows.pkRow, options))
+  plan.changes.push({ changeId: id, table, action: change.action, version: positionOf(message.metadata), jobs })
+}
+
+function jobOf (message: SequinMessage, changeJson: string, workflow: Workflow, change: string, row: string | undefined, pkRow: string | undefined, options: JobOptions): JobSpec {
+  const run = runId(change, workflow.name)
+  const first = workflow.steps[0]!
+  const ordered = workflow.ordered !== false && row !== undefined
+  return {
+    queue: workflow.name,
+    id: stepJobId(run, first.name),
+    name: first.name,
+    data: stepJobJson(firstStepHeader(message, workflow, run, change, ordered ? row : undefined), changeJson),
+    opts: options.step(workflow.name, first.name),
+    run,
+    row,
+    pkRow,
+    ordered,
+    skipLate: workflow.late === 'skip',
+  }
+}
+
+function quarantine (plan: BatchPlan, options: JobOptions, now: Date, index: number, reason: QuarantineReason, issues: MessageIssue[], message: unknown): void {
+  const raw = JSON.stringify(message) ?? 'undefined'
+  const data = JSON.stringify({ reason, index, issues, receivedAt: now.toISOString(), message })
+  plan.quarantine.push({ queue: 'quarantine', id: quarantineJobId(raw), name: reason, data, opts: options.quarantine, index, issues })
+}
+
+/** Kept as a bounded excerpt with the reason: the message itself cannot be serialised whole. */
+function unstorable (plan: BatchPlan, options: JobOptions, now: Date, index: number, message: unknown, why: string): void {
+  const excerpt = previewJson(message)
+  const issues = [{ path: '(message)', message: why }]
+  const data = JSON.stringify({ reason: 'unstorable-message', index, issues, receivedAt: now.toISOString(), excerpt })
+  const key = (message as { metadata?: { idempotency_key?: unknown } } | null)?.metadata?.idempotency_key
+  const id = quarantineJobId(`${typeof key === 'string' ? key : ''}\n${excerpt}`)
+  plan.quarantine.push({ queue: 'quarantine', id, name: 'unstorable-message', data, opts: options.quarantine, index, issues })
 }
 
 type Rows =

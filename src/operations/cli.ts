@@ -2,10 +2,10 @@ import { parseArgs } from 'node:util'
 import type { Redis } from 'ioredis'
 import type { Config } from '../config.ts'
 import { Keyspace } from '../keys.ts'
-import { blocked, discard, quarantine, redrive, retry, type CommandContext } from './cli-commands.ts'
+import { blocked, discard, discardWorkflow, orphans, quarantine, redrive, retry, type CommandContext } from './cli-commands.ts'
 
 export interface CliDeps {
-  config: Pick<Config, 'REDIS_PREFIX' | 'JOBS_DIR' | 'DEDUP_TTL'>
+  config: Pick<Config, 'REDIS_PREFIX' | 'DEDUP_TTL'>
   /** Commands that need no Redis (help, usage errors) never touch it: it may be lazy. */
   redis: Redis
   out: (line: string) => void
@@ -15,19 +15,24 @@ export interface CliDeps {
 export const USAGE = `usage: npm run cli -- <command> [options]
 
 commands:
-  blocked [--json]            rows blocked by a run whose step failed for good
+  blocked [--json]            rows that cannot move: a step failed for good, or no worker runs their workflow
   retry <workflow> <jobId>    retry a failed step: its run continues, then its row's next run
-  discard <workflow> <jobId>  give a failed run up: its job is removed and its row moves on
+  discard <workflow> <jobId>  give a run up (a failed one, or any of a workflow no worker runs): the row moves on
+  orphans [--json]            queues holding work that no worker consumes (a workflow renamed or removed)
+  discard-workflow <workflow> [--force]
+                              give up every run waiting in that workflow's queue; their rows move on
   quarantine [--json]         messages kept in quarantine (invalid, or their routing failed)
   redrive <jobId> | --all     re-ingest quarantined messages through validation, routing, dedup
   help                        this text
 
   --json  one JSON object per line instead of a table
+  --force discard-workflow even though a worker still runs that workflow
 
-Reads REDIS_URL (default redis://127.0.0.1:6379), REDIS_PREFIX and JOBS_DIR like the service.
-Exit codes: 0 done, 1 the operation failed, 2 usage error.`
+Workflows are found in Redis, not in JOBS_DIR: work of a renamed or removed workflow can be
+retried or discarded. Reads REDIS_URL (default redis://127.0.0.1:6379) and REDIS_PREFIX like
+the service. Exit codes: 0 done, 1 the operation failed, 2 usage error.`
 
-type Flag = 'json' | 'all'
+type Flag = 'json' | 'all' | 'force'
 
 interface Command {
   operands: readonly string[]
@@ -39,6 +44,8 @@ const COMMANDS: Record<string, Command> = {
   blocked: { operands: [], flags: ['json'], run: (ctx, _, flags) => blocked(ctx, flags.json) },
   retry: { operands: ['workflow', 'jobId'], flags: [], run: (ctx, [workflow, jobId]) => retry(ctx, workflow!, jobId!) },
   discard: { operands: ['workflow', 'jobId'], flags: [], run: (ctx, [workflow, jobId]) => discard(ctx, workflow!, jobId!) },
+  orphans: { operands: [], flags: ['json'], run: (ctx, _, flags) => orphans(ctx, flags.json) },
+  'discard-workflow': { operands: ['workflow'], flags: ['force'], run: (ctx, [workflow], flags) => discardWorkflow(ctx, workflow!, flags.force) },
   quarantine: { operands: [], flags: ['json'], run: (ctx, _, flags) => quarantine(ctx, flags.json) },
   // `--all` stands in for the job id; checked in `usageError`.
   redrive: { operands: ['jobId'], flags: ['all'], run: (ctx, [jobId]) => redrive(ctx, jobId) },
@@ -89,7 +96,7 @@ function parse (argv: readonly string[]): Parsed | 'help' {
     ({ values, positionals } = parseArgs({
       args: [...argv],
       allowPositionals: true,
-      options: { json: { type: 'boolean' }, all: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      options: { json: { type: 'boolean' }, all: { type: 'boolean' }, force: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
     }))
   } catch (error) {
     // Node's messages go on with advice about `--`; the first sentence is the one-line error.
@@ -101,8 +108,8 @@ function parse (argv: readonly string[]): Parsed | 'help' {
   const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name]! : undefined
   if (!command) throw new UsageError(`unknown command "${name}"`)
 
-  const flags = { json: values.json ?? false, all: values.all ?? false }
-  for (const flag of ['json', 'all'] as const) {
+  const flags = { json: values.json ?? false, all: values.all ?? false, force: values.force ?? false }
+  for (const flag of ['json', 'all', 'force'] as const) {
     if (flags[flag] && !command.flags.includes(flag)) throw new UsageError(`${name} takes no --${flag}`)
   }
   const usageError = usageOf(name, command, operands, flags.all)

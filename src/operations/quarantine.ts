@@ -1,7 +1,7 @@
 import { Queue, type Job } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { QUARANTINE_QUEUE, type Keyspace } from '../keys.ts'
-import type { QuarantineJobData } from '../worker/quarantine.ts'
+import type { QuarantineJobData } from '../ingest/job-data.ts'
 
 export interface QuarantinedMessage {
   jobId: string

@@ -7,13 +7,13 @@ export type RedisRole = 'web' | 'worker'
  * The web side fails fast (a Redis outage becomes a 503 and Sequin retries); workers wait out
  * an outage (`maxRetriesPerRequest: null`, which BullMQ requires for its blocking connection).
  */
-export function createRedis (url: string, role: RedisRole, log: Logger): Redis {
+export function createRedis (url: string, role: RedisRole, log: Logger, purpose = ''): Redis {
   const options: RedisOptions = role === 'web'
     ? { enableOfflineQueue: false, maxRetriesPerRequest: 1 }
     : { maxRetriesPerRequest: null }
   const redis = new Redis(url, {
     ...options,
-    connectionName: `changeflow-${role}`,
+    connectionName: `changeflow-${role}${purpose ? `-${purpose}` : ''}`,
     retryStrategy: (attempt) => Math.min(attempt * 250, 2_000),
   })
   let lastError = ''

@@ -20,6 +20,7 @@ export const scriptSources = {
   ingest: compose(lua('ingest')),
   advance: compose(lua('advance')),
   reconcile: compose(lua('reconcile')),
+  block: compose(lua('block')),
 }
 
 type Arg = string | number | Buffer
@@ -27,7 +28,8 @@ type Arg = string | number | Buffer
 export interface ChangeflowCommands {
   cfIngest (numKeys: number, ...args: Arg[]): Promise<number[]>
   cfAdvance (numKeys: number, ...args: Arg[]): Promise<number>
-  cfReconcile (numKeys: number, ...args: Arg[]): Promise<'empty' | 'running' | 'started' | 'discarded'>
+  cfReconcile (numKeys: number, ...args: Arg[]): Promise<'empty' | 'running' | 'blocked' | 'started' | 'finished' | 'discarded'>
+  cfBlock (numKeys: number, ...args: Arg[]): Promise<0 | 1>
 }
 
 export type ScriptedRedis = Redis & ChangeflowCommands
@@ -39,6 +41,7 @@ export function withScripts (redis: Redis): ScriptedRedis {
     redis.defineCommand('cfIngest', { lua: scriptSources.ingest })
     redis.defineCommand('cfAdvance', { lua: scriptSources.advance })
     redis.defineCommand('cfReconcile', { lua: scriptSources.reconcile })
+    redis.defineCommand('cfBlock', { lua: scriptSources.block })
   }
   return scripted
 }

@@ -14,6 +14,8 @@ import { RedisMonitor } from '../redis/monitor.ts'
 import { tripwireKey } from '../redis/tripwire.ts'
 import { withScripts } from '../redis/scripts.ts'
 import type { Workflow } from '../workflows/define.ts'
+import { reportForeignWork } from '../runs/orphans.ts'
+import { startHeartbeat } from '../worker/heartbeat.ts'
 import { startReconciler } from '../worker/reconciler.ts'
 import { startWorkers, type Workers } from '../worker/workers.ts'
 
@@ -39,6 +41,9 @@ export interface WebOptions {
 /** The HTTP side with its Redis client: what `npm run web` runs and what tests inject into. */
 export async function createWeb ({ config, logger, redisUrl, workflows, tokens, board, metrics = new Metrics() }: WebOptions): Promise<Web> {
   const redis = withScripts(createRedis(redisUrl, 'web', logger))
+  // The dashboard and metric scrapes read on their own connection: a slow one never queues
+  // ahead of a batch being enqueued.
+  const opsRedis = createRedis(redisUrl, 'web', logger, 'ops')
   const keys = new Keyspace(config.REDIS_PREFIX)
   let closing = false
   // Readiness also means Redis is fit to hold acknowledged changes: noeviction, a primary, ...
@@ -50,13 +55,14 @@ export async function createWeb ({ config, logger, redisUrl, workflows, tokens, 
     tripwireKey: tripwireKey(config.REDIS_PREFIX),
   })
   const queues = [...workflows.map((workflow) => workflow.name), QUARANTINE_QUEUE]
-    .map((name) => new Queue(name, { connection: redis, prefix: keys.bullPrefix }))
+    .map((name) => new Queue(name, { connection: opsRedis, prefix: keys.bullPrefix }))
   for (const queue of queues) queue.on('error', (error) => logger.warn({ queue: queue.name, err: error }, 'dashboard queue error'))
   const ingest = createIngest({ redis, keys, workflows, jobOptions: createJobOptions(workflows, config), config, metrics })
   const release = async () => {
     await monitor.stop()
     await Promise.all(queues.map((queue) => queue.close()))
     redis.disconnect()
+    opsRedis.disconnect()
   }
 
   let app: FastifyInstance
@@ -64,7 +70,9 @@ export async function createWeb ({ config, logger, redisUrl, workflows, tokens, 
     // A first check before Redis answers would only fail; a Redis that is down is checked on 'ready'.
     await waitUntilReady(redis, 3_000).catch(() => {})
     await monitor.start()
-    registerGauges(metrics, queues, redis, keys)
+    registerGauges(metrics, () => queues, opsRedis, keys)
+    await reportForeignWork(opsRedis, keys, workflows.map((workflow) => workflow.name), logger)
+      .catch((error: unknown) => logger.warn({ err: error }, 'could not look for work of workflows this deployment does not define'))
     app = await buildApp(config, {
       logger,
       metrics,
@@ -126,6 +134,10 @@ export function createWorker ({ config, logger, redisUrl, workflows, metrics = n
     metrics,
   })
   const reconciler = startReconciler(redis, keys, config.RECONCILE_INTERVAL, config.DEDUP_TTL, logger)
+  const names = [...workflows.map((workflow) => workflow.name), QUARANTINE_QUEUE]
+  const heartbeat = startHeartbeat(redis, keys, names, Math.min(config.RECONCILE_INTERVAL, 10_000), logger)
+  reportForeignWork(redis, keys, names, logger)
+    .catch((error: unknown) => logger.warn({ err: error }, 'could not look for work of workflows this deployment does not define'))
   const monitor = checkRedis
     ? new RedisMonitor({ redis, log: logger, intervalMs: config.REDIS_CHECK_INTERVAL, requireDurable: config.REDIS_REQUIRE_DURABLE, tripwireKey: tripwireKey(config.REDIS_PREFIX) })
     : undefined
@@ -134,6 +146,7 @@ export function createWorker ({ config, logger, redisUrl, workflows, metrics = n
     workers,
     async close () {
       reconciler.stop()
+      heartbeat.stop()
       await monitor?.stop()
       await workers.close()
       redis.disconnect()

@@ -4,15 +4,31 @@ import { z } from 'zod'
  * One Sequin change message, as its HTTP sink sends it (sequin-http-sink.md, b.1–b.6).
  * Unknown fields are kept (Sequin adds metadata over time); only what we rely on is checked.
  */
-const annotated = z.looseObject({ annotations: z.record(z.string(), z.unknown()).nullish() })
+
+/**
+ * A JSON object passed through as it is, not rebuilt: zod drops a `__proto__` key when it copies
+ * an object, and a row's columns and a jsonb value's keys are the customer's data, whatever
+ * their names (the JSON parser keeps such keys as own properties, never as a prototype).
+ */
+const jsonObject = z.custom<Record<string, unknown>>(
+  (value) => value !== null && typeof value === 'object' && !Array.isArray(value),
+  'expected an object')
+
+/**
+ * A commit position: a number, or the decimal text the exact parser gives for one beyond 2^53 (a
+ * long-lived server's LSN). Kept as it arrived; compared exactly, as decimal text.
+ */
+const position = z.union([z.number().int().nonnegative(), z.string().regex(/^\d{1,20}$/, 'expected a whole number')])
+
+const annotated = z.looseObject({ annotations: jsonObject.nullish() })
 
 const metadataSchema = z.looseObject({
   table_schema: z.string().min(1),
   table_name: z.string().min(1),
   commit_timestamp: z.iso.datetime({ offset: true, local: true }),
   // null on `read` (backfill) messages; missing on servers older than mid-2025.
-  commit_lsn: z.number().int().nonnegative().nullish(),
-  commit_idx: z.number().int().nonnegative().nullish(),
+  commit_lsn: position.nullish(),
+  commit_idx: position.nullish(),
   idempotency_key: z.string().min(1).nullish(),
   record_pks: z.array(z.union([z.string(), z.number()]).transform(String)).nullish(),
   database_name: z.string().nullish(),
@@ -32,8 +48,8 @@ export type Action = (typeof actions)[number]
 
 export const messageSchema = z.looseObject({
   action: z.enum(actions),
-  record: z.record(z.string(), z.unknown()),
-  changes: z.record(z.string(), z.unknown()).nullish().transform((changes) => changes ?? null),
+  record: jsonObject,
+  changes: jsonObject.nullish().transform((changes) => changes ?? null),
   metadata: metadataSchema,
 }).superRefine((message, ctx) => {
   const { idempotency_key: key, commit_lsn: lsn, commit_idx: idx } = message.metadata

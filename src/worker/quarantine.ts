@@ -2,16 +2,9 @@ import { UnrecoverableError, type Job } from 'bullmq'
 import type { Keyspace } from '../keys.ts'
 import { commitPlan } from '../ingest/commit.ts'
 import { planBatch, type JobOptions } from '../ingest/plan.ts'
+import type { QuarantineJobData } from '../ingest/job-data.ts'
 import type { ScriptedRedis } from '../redis/scripts.ts'
 import type { Workflow } from '../workflows/define.ts'
-
-export interface QuarantineJobData {
-  reason: string
-  index: number
-  issues: Array<{ path: string, message: string }>
-  receivedAt: string
-  message?: unknown
-}
 
 export interface QuarantineDeps {
   redis: ScriptedRedis
@@ -29,12 +22,18 @@ export interface QuarantineDeps {
  */
 export function createQuarantineRunner ({ redis, keys, workflows, jobOptions, dedupTtlMs }: QuarantineDeps) {
   return async function redrive (job: Job<QuarantineJobData>) {
+    if (job.data.message === undefined && job.data.excerpt !== undefined) {
+      throw new UnrecoverableError(`${job.data.issues.map((issue) => issue.message).join('; ')}: only an excerpt was kept, ` +
+        'so it cannot be re-driven. Fix the row in Postgres (or have Sequin re-send it, with a backfill of the row) and drop this entry')
+    }
     const plan = planBatch([job.data.message], workflows, jobOptions, new Date())
     const rejected = plan.quarantine[0]
     if (rejected) {
       throw new UnrecoverableError(`${rejected.name}: ${rejected.issues.map((issue) => `${issue.path}: ${issue.message}`).join('; ')}`)
     }
-    const committed = await commitPlan(redis, keys, plan, dedupTtlMs, Date.now())
+    // A redriven message leaves the quarantine: no limit applies to it.
+    const committed = await commitPlan(redis, keys, plan, { dedupTtlMs, quarantineLimit: Number.MAX_SAFE_INTEGER }, Date.now())
+    if (!committed.ok) throw new Error('unreachable: a redrive has no quarantine limit')
     return { accepted: committed.accepted.filter(Boolean).length, unmatched: plan.unmatched, jobs: committed.jobs }
   }
 }

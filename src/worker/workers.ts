@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import type { Config } from '../config.ts'
 import { QUARANTINE_QUEUE } from '../keys.ts'
+import { markBlocked } from '../runs/rows.ts'
 import { createQuarantineRunner, type QuarantineDeps } from './quarantine.ts'
 import { createStepRunner, type StepRunnerDeps } from './run-step.ts'
 
@@ -47,7 +48,10 @@ export function startWorkers (config: WorkerConfig, connection: Redis, deps: Ste
       if (final) {
         deps.metrics.stepsFailed.inc(labels)
         log.error(fields, 'step failed for good: its run stops here until an operator retries it')
-        if (job.data?.row) {
+        if (job.data?.row && job.id) {
+          // Counted as blocked (metric, CLI) from now until the row moves again.
+          markBlocked(deps.redis, deps.keys, job.data.row, worker.name, job.id, 'failed')
+            .catch((err: unknown) => log.warn({ err, queue: worker.name, jobId: job.id }, 'could not record the blocked row; the reconciler will'))
           // Shown in the dashboard's Logs tab of the failed job: what this failure holds up.
           job.log(`This run blocks its row (${job.data.table} ${JSON.stringify(job.data.key)}): later changes of the row wait. Retry this job to continue the run, or remove it to discard the run and let the row move on.`).catch(() => {})
         }

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { executions, failures, hold, release, reset } from '../fixtures/jobs/_recorder.ts'
-import { blockedRows, discardRun, retryStep } from '../../src/operations/rows.ts'
+import { blockedRows, discardRun, retryStep } from '../../src/runs/rows.ts'
 import { Keyspace } from '../../src/keys.ts'
 import { withScripts } from '../../src/redis/scripts.ts'
 import { fixtureMessages, startService, waitFor, withIdentity } from '../helpers/service.ts'

@@ -48,13 +48,13 @@ t.test('blocked lists the row with its error; retry runs the step again, then th
 
   const table = await cli('blocked')
   t.equal(table.code, 0)
-  t.match(table.out[0], /^WORKFLOW +STEP +TABLE +KEY +ACTION +COMMITTED +FAILED +WAITING +JOB +ERROR$/)
+  t.match(table.out[0], /^WORKFLOW +STEP +TABLE +KEY +ACTION +COMMITTED +BLOCKED +WHY +WAITING +JOB +ERROR$/)
   t.equal(table.out.length, 2, 'one blocked row')
-  t.match(table.out[1], /^ledger-apply +apply +public\.ledger +41 +insert +\S+ +\d{4}-\d\d-\d\dT\S+Z +1 +apply\.\S+ +refused \(0 more\)$/)
+  t.match(table.out[1], /^ledger-apply +apply +public\.ledger +41 +insert +\S+ +\d{4}-\d\d-\d\dT\S+Z +failed +1 +apply\.\S+ +refused \(0 more\)$/)
   t.match(table.out[1], jobId)
 
   const json = await cli('blocked', '--json')
-  t.match(JSON.parse(json.out[0]!), { workflow: 'ledger-apply', step: 'apply', table: 'public.ledger', key: ['41'], action: 'insert', error: 'refused (0 more)', waiting: 1, jobId })
+  t.match(JSON.parse(json.out[0]!), { reason: 'failed', state: 'failed', workflow: 'ledger-apply', step: 'apply', table: 'public.ledger', key: ['41'], action: 'insert', error: 'refused (0 more)', waiting: 1, jobId })
 
   const retried = await cli('retry', 'ledger-apply', jobId)
   t.equal(retried.code, 0, retried.stderr)
@@ -86,7 +86,7 @@ t.test('discard gives the failed run up and the row moves on', async (t) => {
 t.test('retry and discard fail (1) on unknown workflows and jobs', async (t) => {
   const unknown = await cli('retry', 'no-such-flow', 'apply.x')
   t.equal(unknown.code, 1)
-  t.match(unknown.stderr, /^error: no workflow "no-such-flow" in \S+ \(known: .*ledger-apply.*\)$/)
+  t.match(unknown.stderr, /^error: no workflow "no-such-flow" has ever had work in this Redis \(known: .*ledger-apply.*\)$/)
   t.match((await cli('discard', 'quarantine', 'q.x')).stderr, 'redriven with `redrive`')
   const missing = await cli('retry', 'ledger-apply', 'apply.nothing')
   t.same([missing.code, missing.stderr], [1, 'error: no job apply.nothing in ledger-apply'])

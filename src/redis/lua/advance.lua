@@ -17,11 +17,17 @@ local row = ARGV[9]
 -- nothing behind it.
 if ARGV[10] then
   addJob(queue(ARGV[8]), ARGV[10], ARGV[11], ARGV[12], ARGV[13], now)
-  if row ~= '' then rcall('HSET', key, 'cj', ARGV[10]) end
+  if row ~= '' then
+    rcall('HSET', key, 'cj', ARGV[10])
+    unblock(row) -- a step retried by an operator succeeded: the run, and so its row, moves again
+  end
 else
   if row ~= '' then leaveRow(row, ARGV[8] .. '/' .. ARGV[7] .. '/', now) end
   rcall('HSET', key, 'done', now)
 end
 rcall('HSET', key, field, ARGV[4])
-if row == '' or not ARGV[10] then rcall('PEXPIRE', key, ARGV[5]) end
+-- The record lives as long as the run, however long a failed step waits for an operator (its
+-- results feed the later steps), then for the dedup horizon, so that a late redelivery of its
+-- change does not start it again.
+if not ARGV[10] then rcall('PEXPIRE', key, ARGV[5]) end
 return 1

@@ -5,53 +5,71 @@
 -- KEYS[1]: any key of the keyspace (routes the call to the right Cluster node)
 -- ARGV[1]: plan JSON
 --   bull, own: key prefixes; now: ms (string); ttl: dedup horizon in ms
+--   quarantineLimit: most messages the quarantine may hold
 --   queues: { name, ... } every queue the plan adds to; opts: { optsJson, ... }
---   changes: { { s = change id, v = { lsn, idx } (strings; absent on reads), j = { job, ... } } }
+--   changes: { { id = change id, version = { lsn, idx } (canonical decimal text; absent on
+--              reads), jobs = { job, ... } } }, in commit order
 --   quarantine: { job, ... }
---   job: { q = queue, id, n = name, d = ARGV index of the data, o = opts index,
---          run, row (the row whose queue it joins), pk (its primary-key row: for late
---          detection; absent for tables without a primary key), ord = ordered, skip = skip when late }
--- Returns: one flag a change (1 accepted, 0 duplicate), then jobs added, late runs, skipped runs.
+--   job: { queue, id, name, data = ARGV index of its data, opts = index in opts, run, row (the
+--          row whose queue it joins), pkRow (its primary-key row, for late detection; absent
+--          for tables without a primary key), ordered, skipLate }
+-- Returns: one flag a change (1 accepted, 0 duplicate), then jobs added, late runs, skipped runs;
+--   or { -1, held } when the quarantine cannot take this batch's new messages: nothing written.
 local plan = cjson.decode(ARGV[1])
 BULL, OWN = plan.bull, plan.own
 local now = tonumber(plan.now)
 for _, name in ipairs(plan.queues) do queue(name) end
 
+-- Bounded without losing anything: past the limit the batch is refused whole (Sequin keeps it).
+if #plan.quarantine > 0 then
+  local held = quarantineSize()
+  local adding = 0
+  for _, job in ipairs(plan.quarantine) do
+    if rcall('EXISTS', BULL .. ':quarantine:' .. job.id) == 0 then adding = adding + 1 end
+  end
+  if adding > 0 and held + adding > plan.quarantineLimit then return { -1, held } end
+end
+if #plan.queues > 0 then rcall('SADD', OWN .. ':queues', unpack(plan.queues)) end
+
 local added, late, skipped = 0, 0, 0
 local function add(job)
-  addJob(queue(job.q), job.id, job.n, ARGV[job.d], plan.opts[job.o], now)
+  addJob(queue(job.queue), job.id, job.name, ARGV[job.data], plan.opts[job.opts], now)
   added = added + 1
 end
 
 -- Sequin can deliver a row's newer change before an older one that waited out a retry backoff.
 -- Is this change older than the newest accepted for the row? If not, it becomes the newest.
-local function isLate(row, v)
-  if not v then return false end
+-- Positions are compared as decimal text: an LSN past 2^53 is exact, where a Lua number is not.
+local function isLate(row, version)
+  if not version then return false end
   local key = OWN .. ':rowv:' .. row
   local newest = rcall('GET', key)
   if newest then
     local lsn, idx = string.match(newest, '^(%d+):(%d+)$')
-    lsn, idx = tonumber(lsn), tonumber(idx)
-    local vl, vi = tonumber(v[1]), tonumber(v[2])
-    if vl < lsn or (vl == lsn and vi < idx) then return true end
+    if lsn and comparePositions(version[1], version[2], lsn, idx) < 0 then return true end
   end
-  rcall('SET', key, v[1] .. ':' .. v[2], 'PX', plan.ttl)
+  rcall('SET', key, version[1] .. ':' .. version[2], 'PX', plan.ttl)
   return false
+end
+
+-- Joining is idempotent: a run already in its row, running, finished or discarded is not added
+-- again, even when its change's dedup mark expired meanwhile (a redelivery days later). Its
+-- record then outlives the mark: it expires a dedup horizon after the run finished.
+-- A waiting run has a record (its parked job); only a row's head can be running without one.
+local function known(job)
+  if rcall('EXISTS', runKey(job.run)) == 1 then return true end
+  return job.ordered and rcall('LINDEX', OWN .. ':rowq:' .. job.row, 0) == rowEntry(job.queue, job.run, job.id)
 end
 
 local function enter(job, lateRun)
   local key = runKey(job.run)
   if lateRun then rcall('HSET', key, 'late', 1) end
-  if not job.ord then
-    add(job)
-    if lateRun then rcall('PEXPIRE', key, plan.ttl) end
-    return
-  end
+  if not job.ordered then return add(job) end
   -- An ordered run's record has no expiry until the run finishes: a row may stay blocked long.
-  if rcall('RPUSH', OWN .. ':rowq:' .. job.row, job.q .. '/' .. job.run .. '/' .. job.id) == 1 then
+  if rcall('RPUSH', OWN .. ':rowq:' .. job.row, rowEntry(job.queue, job.run, job.id)) == 1 then
     add(job)
   else
-    rcall('HSET', key, 'pj', job.id, 'pn', job.n, 'pd', ARGV[job.d], 'po', plan.opts[job.o])
+    rcall('HSET', key, 'pj', job.id, 'pn', job.name, 'pd', ARGV[job.data], 'po', plan.opts[job.opts])
     rcall('ZADD', OWN .. ':rows', 'NX', now, job.row)
   end
 end
@@ -61,20 +79,22 @@ end
 -- past maxmemory).
 local flags = {}
 for i, change in ipairs(plan.changes) do
-  if rcall('SET', OWN .. ':seen:' .. change.s, now, 'NX', 'PX', plan.ttl) then
-    for _, job in ipairs(change.j) do
-      local lateRun = job.pk ~= nil and isLate(job.pk, change.v)
-      if lateRun and job.skip then
-        skipped = skipped + 1
-      else
-        if lateRun then late = late + 1 end
-        enter(job, lateRun)
+  local fresh = 0
+  if rcall('SET', OWN .. ':seen:' .. change.id, now, 'NX', 'PX', plan.ttl) then
+    for _, job in ipairs(change.jobs) do
+      if not known(job) then
+        fresh = 1
+        local lateRun = job.pkRow ~= nil and isLate(job.pkRow, change.version)
+        if lateRun and job.skipLate then
+          skipped = skipped + 1
+        else
+          if lateRun then late = late + 1 end
+          enter(job, lateRun)
+        end
       end
     end
-    flags[i] = 1
-  else
-    flags[i] = 0
   end
+  flags[i] = fresh
 end
 for _, job in ipairs(plan.quarantine) do add(job) end
 

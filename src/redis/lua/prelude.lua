@@ -4,11 +4,16 @@
 --
 -- Keys: BullMQ's are `<BULL>:<queue>:<type>`; ours are `<OWN>:seen:<change>` (dedup),
 -- `<OWN>:run:<run>` (a run's step results; for ordered runs past their first step also `cj`,
--- the current job, and for a run waiting its turn its parked first job `pj pn pd po`),
--- `<OWN>:rowq:<row>` (a row's runs in acceptance order as `<queue>/<run>/<first job>`, head =
--- the run allowed to execute), `<OWN>:rowv:<row>` (the newest commit position accepted for the
--- row) and `<OWN>:rows` (rows with a run waiting behind another, scored by when their head
--- last moved: what the reconciler looks at). BULL and OWN share one hash tag: one Cluster slot.
+-- the current job, and for a run waiting its turn its parked first job `pj pn pd po`; `done`
+-- or `discarded` once it ended, `late` for a late change), `<OWN>:rowq:<row>` (a row's runs in
+-- acceptance order as `<queue>/<run>/<first job>`, head = the run allowed to execute),
+-- `<OWN>:rowv:<row>` (the newest commit position accepted for the row), `<OWN>:rows` (rows with
+-- a run waiting behind another, scored by when their head last moved: what the reconciler
+-- looks at), `<OWN>:blocked:failed` and `<OWN>:blocked:orphaned` (rows whose head cannot move:
+-- its step failed for good, or its job waits in a queue no worker consumes), `<OWN>:queues`
+-- (every queue work was ever added to) and `<OWN>:consumers` (queues, scored by the last time
+-- a worker said it consumes them). The Keyspace (keys.ts) names the same keys. BULL and OWN
+-- share one hash tag: one Cluster slot.
 local rcall = redis.call
 local BULL, OWN
 
@@ -50,8 +55,39 @@ local function runKey(run)
 end
 
 -- A row queue entry: `<queue>/<run>/<first job id>` (job ids hold no '/').
+local function rowEntry(name, run, jobId)
+  return name .. '/' .. run .. '/' .. jobId
+end
+
 local function parseEntry(entry)
   return string.match(entry, '^(.-)/(.-)/(.*)$')
+end
+
+-- Compares commit positions given as canonical decimal text (no leading zeros), exactly: a
+-- Lua number is a double and would round an LSN past 2^53. Returns <0, 0 or >0.
+local function compareDecimal(a, b)
+  if #a ~= #b then return #a - #b end
+  if a == b then return 0 end
+  return a < b and -1 or 1
+end
+
+local function comparePositions(lsnA, idxA, lsnB, idxB)
+  local byLsn = compareDecimal(lsnA, lsnB)
+  if byLsn ~= 0 then return byLsn end
+  return compareDecimal(idxA, idxB)
+end
+
+-- The row's head moved (or left): nothing blocks it any more until something says so again.
+local function unblock(row)
+  rcall('ZREM', OWN .. ':blocked:failed', row)
+  rcall('ZREM', OWN .. ':blocked:orphaned', row)
+end
+
+-- Messages held by the quarantine: waiting to be (re)validated, or failed and kept for an operator.
+local function quarantineSize()
+  local base = BULL .. ':quarantine:'
+  return rcall('LLEN', base .. 'wait') + rcall('LLEN', base .. 'active') + rcall('LLEN', base .. 'paused') +
+    rcall('ZCARD', base .. 'failed') + rcall('ZCARD', base .. 'delayed') + rcall('ZCARD', base .. 'prioritized')
 end
 
 -- Starts a row's head run: adds its parked first job. A run with nothing parked stays as it is.
@@ -79,6 +115,7 @@ local function leaveRow(row, runPrefix, now)
   local following = rcall('LINDEX', rq, 1)
   if following then queue((parseEntry(following))) end -- checked before anything is written
   rcall('LPOP', rq)
+  unblock(row)
   local nextEntry = rcall('LINDEX', rq, 0)
   if rcall('LLEN', rq) > 1 then
     rcall('ZADD', OWN .. ':rows', now, row)

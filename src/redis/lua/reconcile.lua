@@ -1,33 +1,44 @@
 -- Keeps a row moving when its head run can no longer finish by itself: its current job was
--- removed (an operator discarded it, or cleaned it from the dashboard), or it never started.
+-- removed (an operator discarded it, or cleaned it from the dashboard), it never started, or it
+-- already completed (the run's record expired before the job did). The head is judged by its
+-- current job's state, not by the job's mere existence.
 --
 -- KEYS[1]: the rows index; ARGV: bull, own, row, now, record ttl ms
--- Returns: 'empty', 'running', 'started' (a parked head was started) or 'discarded'.
+-- Returns: 'empty', 'running', 'blocked' (its current step failed for good and waits for an
+-- operator), 'started' (a parked head was started), 'finished' or 'discarded'.
 BULL, OWN = ARGV[1], ARGV[2]
 local row, now = ARGV[3], tonumber(ARGV[4])
 local head = rcall('LINDEX', OWN .. ':rowq:' .. row, 0)
 if not head then
   rcall('ZREM', KEYS[1], row)
+  unblock(row)
   return 'empty'
 end
 local name, run, firstJob = parseEntry(head)
-local state = rcall('HMGET', runKey(run), 'cj', 'done', 'pj')
+local key = runKey(run)
+local state = rcall('HMGET', key, 'cj', 'done', 'pj', 'discarded')
 if state[3] then
   startRun(head, now)
   return 'started'
 end
 -- The current job: the first one until the run advanced past it.
 local current = state[1] or firstJob
-if not state[2] and rcall('EXISTS', BULL .. ':' .. name .. ':' .. current) == 1 then
-  rcall('ZADD', KEYS[1], now, row)
+local base = BULL .. ':' .. name .. ':'
+local ended = state[2] or state[4]
+local completed = rcall('ZSCORE', base .. 'completed', current)
+if not ended and not completed and rcall('EXISTS', base .. current) == 1 then
+  rcall('ZADD', KEYS[1], 'XX', now, row)
+  if rcall('ZSCORE', base .. 'failed', current) then
+    rcall('ZADD', OWN .. ':blocked:failed', 'NX', now, row)
+    return 'blocked'
+  end
+  rcall('ZREM', OWN .. ':blocked:failed', row) -- its step was retried (from the dashboard, say)
   return 'running'
 end
 leaveRow(row, name .. '/' .. run .. '/', now)
-if not state[2] then
-  -- Given up, and marked so: a retry of one of its jobs from the dashboard must not revive it.
-  local key = runKey(run)
-  rcall('HDEL', key, 'cj')
-  rcall('HSET', key, 'discarded', now)
-  rcall('PEXPIRE', key, ARGV[5])
-end
+if ended or completed then return 'finished' end
+-- Given up, and marked so: a retry of one of its jobs from the dashboard must not revive it.
+rcall('HDEL', key, 'cj')
+rcall('HSET', key, 'discarded', now)
+rcall('PEXPIRE', key, ARGV[5])
 return 'discarded'
