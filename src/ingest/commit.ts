@@ -35,11 +35,43 @@ interface ScriptJob {
 }
 
 /**
- * Writes a batch plan in one script call: one round trip, and atomic, so a failure anywhere
- * leaves nothing half-written for Sequin's redelivery to trip over.
+ * Most jobs one script call adds. A script holds Redis for its whole run (about 0.1 ms a job),
+ * so a large batch is written as several calls, pipelined on one connection (Redis runs them
+ * back to back, in order): none holds the server for more than a few tens of milliseconds.
+ */
+export const JOBS_PER_SCRIPT = 250
+
+/**
+ * Writes a batch plan. Each change is written in one script call with all its runs, or not at
+ * all, so a failure anywhere leaves nothing half-written for Sequin's redelivery to trip over: it
+ * finds what did land as duplicates. Parts run in commit order; the quarantine's go first, so a
+ * full quarantine refuses the batch before any of it is written.
  */
 export async function commitPlan (redis: ScriptedRedis, keys: Keyspace, plan: BatchPlan, limits: CommitLimits, now: number): Promise<Committed> {
   if (plan.changes.length === 0 && plan.quarantine.length === 0) return { ok: true, accepted: [], jobs: 0, late: 0, skipped: 0 }
+  const parts: Array<Pick<BatchPlan, 'changes' | 'quarantine'>> = [{ changes: [], quarantine: plan.quarantine }]
+  let jobs = plan.quarantine.length
+  for (const change of plan.changes) {
+    if (jobs > 0 && jobs + change.jobs.length > JOBS_PER_SCRIPT) {
+      parts.push({ changes: [], quarantine: [] })
+      jobs = 0
+    }
+    parts.at(-1)!.changes.push(change)
+    jobs += change.jobs.length
+  }
+  const results = await Promise.all(parts.map((part) => commitPart(redis, keys, part, limits, now)))
+  const merged: Committed = { ok: true, accepted: [], jobs: 0, late: 0, skipped: 0 }
+  for (const result of results) {
+    if (!result.ok) return result
+    merged.accepted.push(...result.accepted)
+    merged.jobs += result.jobs
+    merged.late += result.late
+    merged.skipped += result.skipped
+  }
+  return merged
+}
+
+async function commitPart (redis: ScriptedRedis, keys: Keyspace, plan: Pick<BatchPlan, 'changes' | 'quarantine'>, limits: CommitLimits, now: number): Promise<Committed> {
   const argv: string[] = ['']
   const queues = new Set<string>()
   const opts = new Map<string, number>()

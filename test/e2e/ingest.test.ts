@@ -1,4 +1,5 @@
 import t from 'tap'
+import { JOBS_PER_SCRIPT } from '../../src/ingest/commit.ts'
 import { Keyspace } from '../../src/keys.ts'
 import { executions, reset } from '../fixtures/jobs/_recorder.ts'
 import { fixture, fixtureMessages, startService, waitFor, withIdentity } from '../helpers/service.ts'
@@ -113,6 +114,19 @@ t.test('after a failure part-way through an enqueue, redelivery completes it wit
   await new Promise((resolve) => setTimeout(resolve, 200))
   t.equal(countOf('order-flow', 'one'), 2)
   t.equal(countOf('user-signup', 'greet'), 1)
+})
+
+t.test('a batch larger than one script call is written in parts: each change once, a redelivery all duplicates', async (t) => {
+  const user = fixtureMessages('batch-mixed-orders-users')[2]!
+  const data = Array.from({ length: 600 }, (_, i) => {
+    const message = withIdentity(user, 6_000 + i) as { record: Record<string, unknown>, metadata: Record<string, unknown> }
+    message.metadata.record_pks = [String(80_000 + i)]
+    return message
+  })
+  t.ok(data.length > JOBS_PER_SCRIPT * 2, 'three script calls at least')
+  t.same((await service.post({ data })).json(), { accepted: 600, duplicates: 0, unmatched: 0, quarantined: 0, jobs: 600 })
+  t.same((await service.post({ data: data.reverse() })).json(), { accepted: 0, duplicates: 600, unmatched: 0, quarantined: 0, jobs: 0 })
+  await waitFor(() => countOf('user-signup', 'greet') === 600, 20_000, 'every run')
 })
 
 t.test('the same change from two sinks on one database starts its workflows once', async (t) => {

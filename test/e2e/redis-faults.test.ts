@@ -40,7 +40,7 @@ t.test('503 when Redis is slower than ENQUEUE_TIMEOUT; the late write and the re
   const slow = await service.post({ data: [change] })
   t.equal(slow.statusCode, 503, 'answered before the deadline Sequin would give up on')
   t.ok(Date.now() - started < 1_400, 'answered at the enqueue deadline, not when Redis woke up')
-  t.match(slow.json(), { error: /too slow/ })
+  t.match(slow.json(), { code: 'CF_UNAVAILABLE', message: /too slow/ })
 
   // Redis wakes up and runs the delayed script; Sequin then redelivers the batch.
   await waitFor(async () => {

@@ -106,8 +106,9 @@ local function leaveRow(row, runPrefix, now)
   local rq = OWN .. ':rowq:' .. row
   local head = rcall('LINDEX', rq, 0)
   if not head or string.sub(head, 1, #runPrefix) ~= runPrefix then
-    -- Discarded while waiting: it never ran, nothing else moves.
-    for _, entry in ipairs(rcall('LRANGE', rq, 0, -1)) do
+    -- Discarded while waiting: it never ran, nothing else moves. (Looked for among the first
+    -- thousand entries only: a script must stay short however long a blocked row grew.)
+    for _, entry in ipairs(rcall('LRANGE', rq, 0, 999)) do
       if string.sub(entry, 1, #runPrefix) == runPrefix then rcall('LREM', rq, 1, entry) end
     end
     return
