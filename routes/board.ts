@@ -3,7 +3,9 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter'
 import { FastifyAdapter } from '@bull-board/fastify'
 import type { Queue } from 'bullmq'
 import type { FastifyPluginAsync } from 'fastify'
+import { Errors } from '../src/errors.ts'
 import { createBasicCheck } from '../src/http/basic-auth.ts'
+import { handleNotFound } from '../src/http/error-contract.ts'
 import { QUARANTINE_QUEUE } from '../src/keys.ts'
 
 export interface BoardOptions {
@@ -59,19 +61,21 @@ const board: FastifyPluginAsync<BoardOptions> = async (app, options) => {
       },
     },
   })
+  // Bull Board's routes have their own error handler, which answers every error thrown on them
+  // (our 401 and 403 from the hooks below included) with its own body, the stack too in
+  // development. Thrown on instead, they reach the app's root handler: one shape, no internals in
+  // a 5xx. Its API's expected answers, such as an unknown queue, keep its shape: its UI reads them.
+  serverAdapter.setErrorHandler((error) => { throw error })
 
   // onRequest: before the body is read, so an unauthenticated client cannot make us parse it.
   app.addHook('onRequest', async (request, reply) => {
     if (!authorized(request.headers.authorization)) {
-      return reply.code(401).header('www-authenticate', REALM)
-        .send({ statusCode: 401, code: 'CF_BOARD_UNAUTHORIZED', error: 'dashboard credentials required' })
+      reply.header('www-authenticate', REALM)
+      throw new Errors.BoardUnauthorized()
     }
     // Bull Board's read-only mode hides the buttons and refuses most actions; this refuses them
     // all, including actions a later Bull Board version adds.
-    if (options.readOnly && !SAFE_METHODS.has(request.method)) {
-      return reply.code(403)
-        .send({ statusCode: 403, code: 'CF_BOARD_READ_ONLY', error: 'the dashboard is read-only' })
-    }
+    if (options.readOnly && !SAFE_METHODS.has(request.method)) throw new Errors.BoardReadOnly()
   })
 
   app.addHook('onSend', async (request, reply) => {
@@ -86,9 +90,7 @@ const board: FastifyPluginAsync<BoardOptions> = async (app, options) => {
 
   await app.register(async (scope) => {
     // Unknown URLs under the base path get the hooks above too: 401 before anything else.
-    scope.setNotFoundHandler((_request, reply) => {
-      reply.code(404).send({ statusCode: 404, code: 'CF_NOT_FOUND', error: 'not found' })
-    })
+    scope.setNotFoundHandler(handleNotFound)
     await scope.register(serverAdapter.registerPlugin())
   }, { prefix: basePath })
 }

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify'
+import { Errors, withDetails } from '../src/errors.ts'
 
 export interface HealthOptions {
   /** Why the service cannot accept changes right now, or null when it can. */
@@ -8,10 +9,11 @@ export interface HealthOptions {
 const health: FastifyPluginAsync<HealthOptions> = async (app, { notReadyReason }) => {
   app.get('/healthz', async () => ({ status: 'ok' }))
 
-  app.get('/readyz', async (_request, reply) => {
+  app.get('/readyz', async () => {
     const reason = notReadyReason()
     if (reason === null) return { status: 'ready' }
-    return reply.code(503).header('retry-after', '5').send({ status: 'not ready', reason })
+    // `status` and `reason` as before this body took the common error shape: probes read them.
+    throw withDetails(new Errors.Unavailable(reason), { status: 'not ready', reason })
   })
 }
 

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify'
+import { Errors } from '../src/errors.ts'
 import { createTokenCheck } from '../src/http/auth.ts'
 import type { Metrics } from '../src/metrics.ts'
 
@@ -12,9 +13,7 @@ export interface MetricsOptions {
 const metricsRoute: FastifyPluginAsync<MetricsOptions> = async (app, { metrics, token }) => {
   const authorized = token ? createTokenCheck([token]) : () => true
   app.get('/metrics', async (request, reply) => {
-    if (!authorized(request.headers.authorization)) {
-      return reply.code(401).send({ statusCode: 401, code: 'CF_UNAUTHORIZED', error: 'missing or invalid metrics token' })
-    }
+    if (!authorized(request.headers.authorization)) throw new Errors.Unauthorized('metrics')
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics())
   })
 }

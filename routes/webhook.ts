@@ -1,7 +1,7 @@
 import { pipeline } from 'node:stream'
 import { createGunzip, type Gunzip } from 'node:zlib'
-import type { FastifyError, FastifyPluginAsync } from 'fastify'
-import { Errors } from '../src/errors.ts'
+import type { FastifyPluginAsync } from 'fastify'
+import { Errors, withDetails } from '../src/errors.ts'
 import { createTokenCheck } from '../src/http/auth.ts'
 import type { Ingest, IngestOutcome } from '../src/ingest/ingest.ts'
 
@@ -12,8 +12,6 @@ export interface WebhookOptions {
   isReady: () => boolean
 }
 
-const RETRY_AFTER_SECONDS = '5'
-
 /** Gunzips in a stream; Fastify's body limit then applies to the decoded bytes (zip bombs). */
 function gunzip (payload: NodeJS.ReadableStream): Gunzip {
   const decoded = createGunzip() as Gunzip & { receivedEncodedLength: number }
@@ -23,7 +21,10 @@ function gunzip (payload: NodeJS.ReadableStream): Gunzip {
   return decoded
 }
 
-/** Sequin's HTTP sink posts here: `POST /webhooks/sequin`. */
+/**
+ * Sequin's HTTP sink posts here: `POST /webhooks/sequin`. Every refusal is a catalogued error;
+ * the app's root handler (src/http/error-contract.ts) gives it its status, body and Retry-After.
+ */
 const webhook: FastifyPluginAsync<WebhookOptions> = async (app, { tokens, ingest, isReady }) => {
   const authorized = createTokenCheck(tokens)
 
@@ -35,7 +36,7 @@ const webhook: FastifyPluginAsync<WebhookOptions> = async (app, { tokens, ingest
 
   // Before the body is read: an unauthenticated client never gets to make us buffer or parse.
   app.addHook('onRequest', async (request) => {
-    if (!authorized(request.headers.authorization)) throw new Errors.Unauthorized()
+    if (!authorized(request.headers.authorization)) throw new Errors.Unauthorized('webhook')
     if (!isReady()) throw new Errors.Unavailable('not ready')
   })
 
@@ -46,18 +47,6 @@ const webhook: FastifyPluginAsync<WebhookOptions> = async (app, { tokens, ingest
     throw new Errors.UnsupportedEncoding(encoding)
   })
 
-  app.setErrorHandler(async (error: FastifyError, request, reply) => {
-    const status = error.statusCode ?? 500
-    if (status === 503) reply.header('retry-after', RETRY_AFTER_SECONDS)
-    if (status >= 500) {
-      if (error.code !== 'CF_UNAVAILABLE') request.log.error({ err: error }, 'webhook failed')
-      const code = error.code === 'CF_UNAVAILABLE' ? error.code : 'CF_INTERNAL'
-      const message = error.code === 'CF_UNAVAILABLE' ? error.message : 'internal error: Sequin will redeliver'
-      return reply.code(status).send({ statusCode: status, code, error: message })
-    }
-    return reply.code(status).send({ statusCode: status, code: error.code ?? 'CF_BAD_REQUEST', error: error.message })
-  })
-
   app.post('/sequin', async (request, reply) => {
     const outcome: IngestOutcome = await ingest(request.body as string, request.log)
     switch (outcome.kind) {
@@ -65,16 +54,15 @@ const webhook: FastifyPluginAsync<WebhookOptions> = async (app, { tokens, ingest
         request.log.info(outcome.counts, 'batch accepted')
         return reply.code(200).send(outcome.counts)
       case 'bad-json':
+        throw new Errors.BadJson(outcome.reason)
       case 'bad-envelope':
         throw new Errors.BadEnvelope(outcome.reason)
       case 'too-many-messages':
-        return reply.code(413).send({ statusCode: 413, code: 'CF_TOO_MANY_MESSAGES', error: `${outcome.count} messages in one request; at most ${outcome.limit} (MAX_BATCH_MESSAGES)` })
-      case 'rejected': {
-        const error = new Errors.InvalidMessages()
-        return reply.code(422).send({ statusCode: 422, code: error.code, error: error.message, messages: outcome.errors })
-      }
+        throw new Errors.TooManyMessages(outcome.count, outcome.limit)
+      case 'rejected':
+        throw withDetails(new Errors.InvalidMessages(), { messages: outcome.errors })
       case 'quarantine-full':
-        return reply.code(422).send({ statusCode: 422, code: 'CF_QUARANTINE_FULL', error: `the quarantine holds ${outcome.limit} messages (QUARANTINE_LIMIT)`, messages: outcome.errors })
+        throw withDetails(new Errors.QuarantineFull(outcome.limit), { messages: outcome.errors })
       case 'unavailable':
         throw new Errors.Unavailable(outcome.reason)
       default: {

@@ -7,6 +7,7 @@ import health from '../routes/health.ts'
 import metricsRoute from '../routes/metrics.ts'
 import webhook from '../routes/webhook.ts'
 import type { Config } from './config.ts'
+import { errorContractOptions, useErrorContract } from './http/error-contract.ts'
 import type { Ingest } from './ingest/ingest.ts'
 import type { Metrics } from './metrics.ts'
 
@@ -27,15 +28,18 @@ export interface AppDeps {
 export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyInstance> {
   if (deps.tokens.length === 0) throw new Error('no webhook token: the endpoint is never open without one')
 
+  const logger = deps.logger as FastifyBaseLogger
   const app = Fastify({
-    loggerInstance: deps.logger as FastifyBaseLogger,
+    ...errorContractOptions(logger),
+    loggerInstance: logger,
     bodyLimit: config.BODY_LIMIT,
     requestIdHeader: 'x-request-id',
     // Sequin waits 30 s by default; answer (503, so it retries) well before it gives up.
     connectionTimeout: 60_000,
-    return503OnClosing: true,
   })
 
+  // One body shape for every status >= 400, 404s and Fastify's own errors included.
+  useErrorContract(app)
   await app.register(helmet)
   // Shed load before it hurts: past the limits every route answers 503 with Retry-After, which
   // Sequin retries, instead of timing out.
@@ -55,7 +59,10 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
     deps.metrics.httpDuration.observe({ route, method: request.method }, reply.elapsedTime / 1000)
   })
   await app.register(health, { notReadyReason: deps.notReadyReason })
-  await app.register(metricsRoute, { metrics: deps.metrics, token: config.METRICS_TOKEN })
+  // With METRICS_PORT, /metrics is served on that port only (src/runtime/metrics-http.ts).
+  if (config.METRICS_PORT === undefined) {
+    await app.register(metricsRoute, { metrics: deps.metrics, token: config.METRICS_TOKEN })
+  }
   if (deps.board) await app.register(board, deps.board)
   await app.register(webhook, {
     prefix: '/webhooks',

@@ -6,10 +6,11 @@ import { redisAnswers } from '../redis/connection.ts'
 import { RedisNotFoundError, startEmbeddedRedis, type EmbeddedRedis } from '../redis/embedded.ts'
 import { Metrics } from '../metrics.ts'
 import { createWeb, createWorker } from '../runtime/services.ts'
-import { startWorkerHttp } from '../runtime/worker-http.ts'
+import { startMetricsHttp } from '../runtime/metrics-http.ts'
 import { boardBanner, resolveBoardCredentials } from '../runtime/board-credentials.ts'
 import { resolveTokens, tokenBanner } from '../runtime/tokens.ts'
 import { loadWorkflows, WorkflowLoadError } from '../workflows/load.ts'
+import { preflight } from './preflight.ts'
 
 export type Role = 'all' | 'web' | 'worker'
 
@@ -18,6 +19,7 @@ export async function run (role: Role): Promise<void> {
   let config
   try {
     config = loadConfig(process.env)
+    preflight(config, role)
   } catch (error) {
     return fail(error)
   }
@@ -54,11 +56,12 @@ export async function run (role: Role): Promise<void> {
     if (role !== 'web') {
       const worker = createWorker({ config, logger, redisUrl, workflows, metrics, checkRedis: role === 'worker' })
       closers.unshift(worker.close)
-      if (role === 'worker' && config.METRICS_PORT) {
-        const http = await startWorkerHttp(config, metrics, logger, config.METRICS_PORT)
-        closers.unshift(() => http.close())
-      }
       logger.info({ concurrency: config.WORKER_CONCURRENCY }, 'workers started')
+    }
+    // Any role: the process's one registry (web and workers share it under npm start).
+    if (config.METRICS_PORT !== undefined) {
+      const http = await startMetricsHttp(config, metrics, logger, config.METRICS_PORT)
+      closers.push(() => http.close())
     }
   } catch (error) {
     for (const close of closers) await close().catch(() => {})

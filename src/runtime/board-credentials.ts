@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
-import { link, mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
+import { readOrCreateSecret } from './secret-file.ts'
 
 export interface BoardCredentialsConfig {
   BOARD_USERNAME?: string
@@ -37,33 +37,8 @@ export async function resolveBoardCredentials (config: BoardCredentialsConfig): 
     }
   }
   const file = join(config.DATA_DIR, 'board-password')
-  return { enabled: true, username, password: await readOrCreate(file), generatedFile: file }
-}
-
-const readTrimmed = async (file: string) => (await readFile(file, 'utf8').catch(() => '')).trim()
-
-async function readOrCreate (file: string): Promise<string> {
-  const existing = await readTrimmed(file)
-  if (existing) return existing
-  const password = randomBytes(24).toString('base64url')
-  await mkdir(dirname(file), { recursive: true })
-  const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`
-  await writeFile(temp, `${password}\n`, { mode: 0o600 })
-  try {
-    // link refuses to replace: of processes starting at once one password wins, and nobody ever
-    // reads the file half-written.
-    await link(temp, file)
-    return password
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
-    const raced = await readTrimmed(file)
-    if (raced) return raced
-    // An empty file (a `touch`, a full disk): replace it rather than log in with ''.
-    await rename(temp, file)
-    return password
-  } finally {
-    await unlink(temp).catch(() => {})
-  }
+  const password = await readOrCreateSecret(file, () => randomBytes(24).toString('base64url'))
+  return { enabled: true, username, password, generatedFile: file }
 }
 
 /**

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ConfigError, type Config } from '../config.ts'
+import { readOrCreateSecret } from './secret-file.ts'
 
 export interface Tokens {
   tokens: string[]
@@ -9,22 +9,19 @@ export interface Tokens {
   generatedFile?: string
 }
 
+export const TOKEN_REQUIRED = 'SEQUIN_WEBHOOK_TOKENS is required with NODE_ENV=production: generate one with ' +
+  '"openssl rand -base64 32" and configure the same value in Sequin as an encrypted Authorization header'
+
 /**
  * The webhook is never open. Production must configure SEQUIN_WEBHOOK_TOKENS; elsewhere a
  * token is generated once and kept under DATA_DIR so restarts keep working with Sequin.
  */
 export async function resolveTokens (config: Pick<Config, 'SEQUIN_WEBHOOK_TOKENS' | 'NODE_ENV' | 'DATA_DIR'>): Promise<Tokens> {
   if (config.SEQUIN_WEBHOOK_TOKENS.length > 0) return { tokens: [...config.SEQUIN_WEBHOOK_TOKENS] }
-  if (config.NODE_ENV === 'production') {
-    throw new ConfigError('SEQUIN_WEBHOOK_TOKENS is required with NODE_ENV=production: generate one with "openssl rand -base64 32" and configure the same value in Sequin as an encrypted Authorization header')
-  }
+  if (config.NODE_ENV === 'production') throw new ConfigError(TOKEN_REQUIRED)
   const file = join(config.DATA_DIR, 'webhook-token')
-  let token = (await readFile(file, 'utf8').catch(() => '')).trim()
-  if (!token) {
-    token = randomBytes(32).toString('base64url')
-    await mkdir(config.DATA_DIR, { recursive: true })
-    await writeFile(file, `${token}\n`, { mode: 0o600 })
-  }
+  // Written atomically: `npm start` and a second process started with it must agree on the token.
+  const token = await readOrCreateSecret(file, () => randomBytes(32).toString('base64url'))
   return { tokens: [token], generatedFile: file }
 }
 

@@ -25,7 +25,7 @@ const echoed = (key: string) => executions.find((e) => e.workflow === 'content-e
 t.test('__proto__ and constructor.prototype inside a row are data: accepted, and the step sees them', async (t) => {
   const response = await service.post(batch(
     contentInsert(1, '{"id":1,"__proto__":{"admin":true},"settings":{"__proto__":{"x":1}}}'),
-    contentInsert(2, '{"id":2,"constructor":{"prototype":{"polluted":true}}}'),
+    contentInsert(2, '{"id":2,"constructor":{"prototype":{"polluted":true}}}')
   ))
   t.equal(response.statusCode, 200, response.body)
   t.match(response.json(), { accepted: 2, quarantined: 0, jobs: 2 })

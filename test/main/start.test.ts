@@ -1,7 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { readdirSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { projectRoot } from '../../src/config.ts'
 import { freePort } from '../../src/redis/embedded.ts'
 import { startRedisServer } from '../helpers/redis-server.ts'
@@ -75,13 +75,91 @@ t.test('npm start with no Redis anywhere runs a private redis-server and stops i
   const dataDir = t.testdir({})
   const service = start('start', { DATA_DIR: dataDir, HOST: '127.0.0.1' }, isolated)
   t.teardown(() => service.kill('SIGKILL'))
-  await waitFor(() => service.output().includes('Server listening'), 20_000, 'the server to listen')
+  // The workers start after the web listens (and prints its banners): wait for the last of them.
+  await waitFor(() => service.output().includes('"msg":"workers started"'), 20_000, 'the server to listen and the workers to start')
+  t.match(service.output(), 'Server listening')
   t.match(service.output(), 'started a private redis-server (AOF on, noeviction)')
-  t.match(service.output(), '"msg":"workers started"')
   service.kill('SIGTERM')
   await service.exited
   t.match(service.output(), '"msg":"stopped"')
   t.ok(readdirSync(join(dataDir, 'redis')).some((name) => name.startsWith('appendonly')), 'its data is kept under DATA_DIR/redis')
+})
+
+/** The exit code, or a failure when the process is still running after `ms`. */
+async function exitsWithin (t: Test, service: Running, ms = 20_000): Promise<number | null> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<'running'>((resolve) => { timer = setTimeout(() => resolve('running'), ms) })
+  const result = await Promise.race([service.exited, late]).finally(() => clearTimeout(timer))
+  if (result === 'running') {
+    service.kill('SIGKILL')
+    t.fail(`still running after ${ms} ms; its output ends with:\n${service.output().slice(-2000)}`)
+    return null
+  }
+  return result
+}
+
+const PRODUCTION = { NODE_ENV: 'production', SEQUIN_WEBHOOK_TOKENS: 'tok', HOST: '127.0.0.1' }
+
+const listening = (service: Running, port: number) =>
+  waitFor(() => service.output().includes(`Server listening at http://127.0.0.1:${port}`), 20_000, `a listener on ${port}`)
+
+t.test('production: the web refuses to start while /metrics would be open on its port', async (t) => {
+  const env = { ...PRODUCTION, REDIS_URL: 'redis://127.0.0.1:1', DATA_DIR: t.testdir({}), PORT: String(await freePort()) }
+  const service = start('web', env)
+  t.teardown(() => service.kill('SIGKILL'))
+  t.equal(await exitsWithin(t, service), 1)
+  t.match(service.output(), 'METRICS_TOKEN or METRICS_PORT is required with NODE_ENV=production')
+  t.notMatch(service.output(), 'Server listening', 'nothing was served')
+})
+
+t.test('production: npm start without REDIS_URL refuses, and starts no private redis-server', async (t) => {
+  const dataDir = t.testdir({})
+  const env = { ...PRODUCTION, METRICS_TOKEN: 'scrape', DATA_DIR: dataDir, PORT: String(await freePort()) }
+  // Isolated where possible: nothing answers on 127.0.0.1:6379 there, so before this refusal a private one was started.
+  const service = start('start', env, canIsolate ? isolated : [])
+  t.teardown(() => service.kill('SIGKILL'))
+  t.equal(await exitsWithin(t, service), 1)
+  t.match(service.output(), 'REDIS_URL is required with NODE_ENV=production')
+  t.notMatch(service.output(), 'private redis-server (AOF on')
+  t.notOk(existsSync(join(dataDir, 'redis')), 'no Redis data folder was made')
+})
+
+t.test('METRICS_PORT: the web serves /metrics there and not on the webhook port', async (t) => {
+  const redis = await startRedisServer()
+  t.teardown(() => redis.stop())
+  const [port, metricsPort] = [await freePort(), await freePort()]
+  const env = { ...PRODUCTION, REDIS_URL: redis.url, DATA_DIR: t.testdir({}), PORT: String(port), METRICS_PORT: String(metricsPort) }
+  const service = start('web', env)
+  t.teardown(() => service.kill('SIGKILL'))
+  await Promise.all([listening(service, port), listening(service, metricsPort)])
+
+  const onWebhookPort = await fetch(`http://127.0.0.1:${port}/metrics`)
+  t.equal(onWebhookPort.status, 404)
+  t.match(await onWebhookPort.json(), { statusCode: 404, code: 'CF_NOT_FOUND' })
+  const scraped = await fetch(`http://127.0.0.1:${metricsPort}/metrics`)
+  t.equal(scraped.status, 200)
+  t.match(await scraped.text(), '# TYPE changeflow_http_requests_total counter', "the web's registry")
+  t.equal((await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).status, 200)
+  t.equal((await fetch(`http://127.0.0.1:${metricsPort}/webhooks/sequin`, { method: 'POST' })).status, 404, 'no webhook there')
+
+  service.kill('SIGTERM')
+  await service.exited
+  t.match(service.output(), '"msg":"stopped"')
+})
+
+t.test('a worker-only process serves /metrics when METRICS_PORT is set', async (t) => {
+  const redis = await startRedisServer()
+  t.teardown(() => redis.stop())
+  const metricsPort = await freePort()
+  const worker = start('worker', { REDIS_URL: redis.url, HOST: '127.0.0.1', METRICS_PORT: String(metricsPort) })
+  t.teardown(() => worker.kill('SIGKILL'))
+  await listening(worker, metricsPort)
+  const scraped = await fetch(`http://127.0.0.1:${metricsPort}/metrics`)
+  t.equal(scraped.status, 200)
+  t.match(await scraped.text(), '# TYPE changeflow_steps_completed_total counter', "the workers' registry")
+  worker.kill('SIGTERM')
+  await worker.exited
+  t.match(worker.output(), '"msg":"stopped"')
 })
 
 t.test('production refuses to start without a webhook token', async (t) => {
@@ -114,4 +192,5 @@ t.test('a worker-only process checks Redis too, and says what is wrong', async (
   worker.kill('SIGTERM')
   await worker.exited
   t.match(worker.output(), '"msg":"stopped"')
+  t.notMatch(worker.output(), 'Server listening', 'without METRICS_PORT it listens on no port')
 })

@@ -3,11 +3,14 @@ import helmet from '@fastify/helmet'
 import { Queue, UnrecoverableError, Worker } from 'bullmq'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
+import pino from 'pino'
 import t from 'tap'
 import board from '../../routes/board.ts'
+import { Errors } from '../../src/errors.ts'
 import { createTokenCheck } from '../../src/http/auth.ts'
+import { errorContractOptions, useErrorContract } from '../../src/http/error-contract.ts'
+import { REDIS_URL } from '../helpers/test-redis.ts'
 
-const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 const BASE = '/admin/queues'
 const USER = 'operator'
 const PASSWORD = 'correct horse battery staple'
@@ -42,9 +45,10 @@ async function failedJob (): Promise<string> {
 
 interface Built { app: FastifyInstance, routes: Array<{ method: string, url: string }> }
 
-/** The app's shape: helmet, then the webhook with its bearer token, then the board. */
+/** The app's shape: its error contract, helmet, then the webhook with its bearer token, then the board. */
 async function build (readOnly: boolean): Promise<Built> {
-  const app = Fastify()
+  const app = Fastify({ ...errorContractOptions(pino({ level: 'silent' })) })
+  useErrorContract(app)
   const routes: Built['routes'] = []
   app.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) routes.push({ method, url: route.url ?? route.path })
@@ -52,8 +56,8 @@ async function build (readOnly: boolean): Promise<Built> {
   await app.register(helmet)
   const bearer = createTokenCheck([TOKEN])
   app.post('/webhooks/sequin', {
-    onRequest: async (request, reply) => {
-      if (!bearer(request.headers.authorization)) return reply.code(401).send({ error: 'bad token' })
+    onRequest: async (request) => {
+      if (!bearer(request.headers.authorization)) throw new Errors.Unauthorized('webhook')
     },
   }, async () => ({ accepted: 0 }))
   await app.register(board, { queues: [orders, quarantine], username: USER, password: PASSWORD, readOnly })
@@ -106,8 +110,9 @@ t.test('every board URL answers 401 without the right basic credentials, the web
       for (const { app } of [normal, readOnly]) {
         const response = await app.inject({ method: method as 'GET', url, headers: { ...headers, 'content-type': 'application/json' }, payload: method === 'GET' || method === 'HEAD' ? undefined : '{}' })
         const challenge = response.headers['www-authenticate']
-        if (response.statusCode !== 401 || typeof challenge !== 'string' || !challenge.startsWith('Basic realm="changeflow"')) {
-          open.push(`${method} ${url} → ${response.statusCode}`)
+        const code = method === 'HEAD' ? 'CF_BOARD_UNAUTHORIZED' : response.json().code // a HEAD answer has no body
+        if (response.statusCode !== 401 || typeof challenge !== 'string' || !challenge.startsWith('Basic realm="changeflow"') || code !== 'CF_BOARD_UNAUTHORIZED') {
+          open.push(`${method} ${url} → ${response.statusCode} ${code}`)
         }
       }
     }
@@ -157,6 +162,7 @@ t.test('read-only: the board shows queues but refuses every mutation with 403', 
   ] as const) {
     const response = await readOnly.app.inject({ method, url, headers: GOOD, payload: { name: 'x', data: {} } })
     t.equal(response.statusCode, 403, `${method} ${url}`)
+    t.same(response.json(), { statusCode: 403, code: 'CF_BOARD_READ_ONLY', error: 'Forbidden', message: 'the dashboard is read-only' })
   }
   t.equal(await quarantine.getJobState(jobId), 'failed')
   t.equal(await orders.count(), 0)

@@ -40,7 +40,7 @@ t.test('the numbers move when work happens', async (t) => {
   t.equal(sample(text, 'changeflow_run_lag_seconds_count', { workflow: 'order-flow' }), 1)
   t.equal(sample(text, 'changeflow_http_requests_total', { route: '/webhooks/sequin', method: 'POST', status: '200' }), 4)
   t.equal(sample(text, 'changeflow_queue_jobs', { queue: 'order-flow', state: 'completed' }), 3)
-  t.match(text, /changeflow_rows_blocked 0/)
+  t.match(text, /changeflow_rows_blocked\{reason="failed"\} 0/)
   t.match(text, /changeflow_process_cpu_seconds_total/, 'process metrics too')
   t.notMatch(text, /1001/, 'no row data in labels')
 })
@@ -53,7 +53,7 @@ t.test('failed and retried steps are counted, blocked rows too', async (t) => {
   await service.post({ data: [message] })
   await waitFor(async () => sample((await scrape(service)).text, 'changeflow_steps_failed_total', { workflow: 'doomed', step: 'first' }) === 1, 5_000, 'the failure')
   const { text } = await scrape(service)
-  t.equal(sample(text, 'changeflow_rows_blocked'), 1)
+  t.equal(sample(text, 'changeflow_rows_blocked', { reason: 'failed' }), 1)
   t.equal(sample(text, 'changeflow_steps_retried_total', { workflow: 'doomed' }), 0, 'a permanent error is not retried')
 })
 
@@ -65,6 +65,22 @@ t.test('METRICS_TOKEN protects /metrics', async (t) => {
   t.equal((await scrape(service, { authorization: 'Bearer scrape-secret' })).status, 200)
 })
 
+t.test("with METRICS_PORT the webhook's port does not serve /metrics (the metrics listener does)", async (t) => {
+  const service = await startService({ workers: false, env: { METRICS_PORT: '9464' } })
+  t.teardown(() => service.close())
+  const response = await service.web.app.inject({ method: 'GET', url: '/metrics' })
+  t.equal(response.statusCode, 404)
+  t.match(response.json(), { statusCode: 404, code: 'CF_NOT_FOUND' })
+  t.equal((await service.web.app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200, 'health stays on both')
+})
+
+t.test('METRICS_TOKEN refusals have the common error shape', async (t) => {
+  const service = await startService({ workers: false, env: { METRICS_TOKEN: 'scrape-secret' } })
+  t.teardown(() => service.close())
+  const response = await service.web.app.inject({ method: 'GET', url: '/metrics' })
+  t.same(response.json(), { statusCode: 401, code: 'CF_UNAUTHORIZED', error: 'Unauthorized', message: 'missing or invalid metrics token' })
+})
+
 t.test('under pressure the service sheds load with 503 and Retry-After', async (t) => {
   const service = await startService({ workers: false, env: { MAX_HEAP_USED: '1mb' } })
   t.teardown(() => service.close())
@@ -72,4 +88,5 @@ t.test('under pressure the service sheds load with 503 and Retry-After', async (
   const response = await service.post(fixture('batch-orders-insert'))
   t.equal(response.statusCode, 503)
   t.ok(Number(response.headers['retry-after']) > 0)
+  t.match(response.json(), { statusCode: 503, code: 'CF_UNAVAILABLE', error: 'Service Unavailable', message: /overloaded/ })
 })

@@ -22,6 +22,7 @@ t.test('401: every auth failure gets the same body, and nothing is enqueued', as
     bodies.add(response.body)
   }
   t.equal(bodies.size, 1, 'one identical 401 body')
+  t.same(JSON.parse([...bodies][0]!), { statusCode: 401, code: 'CF_UNAUTHORIZED', error: 'Unauthorized', message: 'missing or invalid webhook token' })
   t.notMatch([...bodies][0], TOKEN, 'the body does not echo the token')
   t.equal(await service.queue('order-flow').count(), 0)
 })
@@ -76,21 +77,38 @@ t.test('415 for bodies that are not JSON, or an unsupported encoding', async (t)
   const brotli = await service.post(paid, { authorization: `Bearer ${TOKEN}`, 'content-encoding': 'br' })
   t.equal(brotli.statusCode, 415)
   t.match(brotli.json(), { code: 'CF_UNSUPPORTED_ENCODING' })
+  t.match(text.json(), { statusCode: 415, code: 'CF_UNSUPPORTED_MEDIA_TYPE', error: 'Unsupported Media Type' })
 })
 
-t.test('400 for unparseable JSON, prototype poisoning, and envelopes of neither shape', async (t) => {
-  const cases: Array<[string, string]> = [
-    ['truncated JSON', '{"data": [{"action": '],
-    ['__proto__ key', '{"data": [{"__proto__": {"polluted": true}}]}'],
-    ['constructor.prototype key', '{"data": [{"constructor": {"prototype": {"polluted": true}}}]}'],
-    ['data is not an array', '{"data": {"action": "insert"}}'],
-    ['data is empty', '{"data": []}'],
-    ['top-level array', '[{"action": "insert"}]'],
+t.test('400 for unparseable JSON, a body-level prototype key, and envelopes of neither shape', async (t) => {
+  const cases: Array<[string, string, string]> = [
+    ['truncated JSON', '{"data": [{"action": ', 'CF_BAD_JSON'],
+    ['__proto__ key at the top of the body', '{"__proto__": {"polluted": true}, "data": [{"action": "insert"}]}', 'CF_BAD_ENVELOPE'],
+    ['data is not an array', '{"data": {"action": "insert"}}', 'CF_BAD_ENVELOPE'],
+    ['data is empty', '{"data": []}', 'CF_BAD_ENVELOPE'],
+    ['top-level array', '[{"action": "insert"}]', 'CF_BAD_ENVELOPE'],
   ]
-  for (const [name, body] of cases) {
+  for (const [name, body, code] of cases) {
     const response = await service.post(body)
     t.equal(response.statusCode, 400, name)
-    t.type(response.json().error, 'string', `${name}: says why`)
+    t.match(response.json(), { statusCode: 400, code, error: 'Bad Request', message: /\S/ }, `${name}: says why`)
+  }
+  t.equal(({} as Record<string, unknown>).polluted, undefined, 'no prototype was polluted')
+})
+
+t.test('prototype keys inside a record are data: the message is accepted, not refused', async (t) => {
+  const cases: Array<[string, string, number]> = [
+    ['__proto__ key', '"__proto__": {"polluted": true}', 900_010],
+    ['constructor.prototype key', '"constructor": {"prototype": {"polluted": true}}', 900_011],
+  ]
+  for (const [name, keys, lsn] of cases) {
+    const message = withIdentity(fixtureMessages('batch-mixed-orders-users')[2]!, lsn) // a users insert: user-signup runs
+    const text = JSON.stringify({ data: [message] }).replace('"record":{', `"record":{${keys},`)
+    t.match(text, keys, `${name}: in the record`)
+    const response = await service.post(text)
+    t.equal(response.statusCode, 200, name)
+    // Both are the same row: the second run waits behind the first (no workers here), so no job count.
+    t.match(response.json(), { accepted: 1, duplicates: 0, unmatched: 0, quarantined: 0 }, `${name}: a valid change, routed`)
   }
   t.equal(({} as Record<string, unknown>).polluted, undefined, 'no prototype was polluted')
 })
@@ -98,6 +116,7 @@ t.test('400 for unparseable JSON, prototype poisoning, and envelopes of neither 
 t.test('unknown routes and methods are not the webhook', async (t) => {
   const get = await service.web.app.inject({ method: 'GET', url: '/webhooks/sequin', headers: { authorization: `Bearer ${TOKEN}` } })
   t.equal(get.statusCode, 404)
+  t.match(get.json(), { statusCode: 404, code: 'CF_NOT_FOUND', error: 'Not Found', message: 'no route for GET /webhooks/sequin' })
 })
 
 t.test('security headers are set on every response', async (t) => {
