@@ -17,6 +17,11 @@ export interface BoardOptions {
   readOnly: boolean
   /** Where the board is served; default `/admin/queues`. Pass this, not Fastify's `prefix`. */
   basePath?: string
+  /**
+   * Queues found later holding work of workflows this release does not define (renamed or
+   * removed): called once with a function that adds each to the board, marked as such.
+   */
+  onForeignQueue?: (add: (queue: Queue) => void) => void
 }
 
 export const BOARD_BASE_PATH = '/admin/queues'
@@ -39,6 +44,15 @@ function describe (queue: Queue): { displayName: string, description: string } {
   return { displayName: queue.name, description: `Steps of the ${queue.name} workflow, one job per step.` }
 }
 
+function describeForeign (queue: Queue): { displayName: string, description: string } {
+  return {
+    displayName: `${queue.name} (not defined here)`,
+    description: `No workflow named ${queue.name} in this release, yet its queue holds work: runs accepted before a ` +
+      'rename or removal. Unless another release\'s worker still runs it, its rows are blocked: drain it with such a ' +
+      `worker, or give its runs up (npm run cli -- discard-workflow ${queue.name}).`,
+  }
+}
+
 /**
  * Bull Board, behind HTTP basic auth. Not wrapped in fastify-plugin on purpose: the hooks below
  * live in this plugin's scope, so they cover every board URL (page, static files, API, unknown
@@ -51,7 +65,7 @@ const board: FastifyPluginAsync<BoardOptions> = async (app, options) => {
 
   const serverAdapter = new FastifyAdapter()
   serverAdapter.setBasePath(basePath)
-  createBullBoard({
+  const bullBoard = createBullBoard({
     queues: options.queues.map((queue) => new BullMQAdapter(queue, { readOnlyMode: options.readOnly, ...describe(queue) })),
     serverAdapter,
     options: {
@@ -66,6 +80,9 @@ const board: FastifyPluginAsync<BoardOptions> = async (app, options) => {
   // development. Thrown on instead, they reach the app's root handler: one shape, no internals in
   // a 5xx. Its API's expected answers, such as an unknown queue, keep its shape: its UI reads them.
   serverAdapter.setErrorHandler((error) => { throw error })
+  options.onForeignQueue?.((queue) => {
+    bullBoard.addQueue(new BullMQAdapter(queue, { readOnlyMode: options.readOnly, ...describeForeign(queue) }))
+  })
 
   // onRequest: before the body is read, so an unauthenticated client cannot make us parse it.
   app.addHook('onRequest', async (request, reply) => {

@@ -18,6 +18,8 @@ export interface AppDeps {
   tokens: readonly string[]
   /** Why the service cannot accept changes right now, or null when it can. */
   notReadyReason: () => string | null
+  /** What /readyz reports while ready: conditions an operator should act on. */
+  warnings?: () => string[]
   /** True once shutdown began. */
   isClosing: () => boolean
   /** The dashboard, behind its own credentials; absent when it is off. */
@@ -58,7 +60,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
     deps.metrics.httpRequests.inc({ route, method: request.method, status: String(reply.statusCode) })
     deps.metrics.httpDuration.observe({ route, method: request.method }, reply.elapsedTime / 1000)
   })
-  await app.register(health, { notReadyReason: deps.notReadyReason })
+  await app.register(health, { notReadyReason: deps.notReadyReason, warnings: deps.warnings })
   // With METRICS_PORT, /metrics is served on that port only (src/runtime/metrics-http.ts).
   if (config.METRICS_PORT === undefined) {
     await app.register(metricsRoute, { metrics: deps.metrics, token: config.METRICS_TOKEN })

@@ -15,6 +15,7 @@ import { tripwireKey } from '../redis/tripwire.ts'
 import { withScripts } from '../redis/scripts.ts'
 import type { Workflow } from '../workflows/define.ts'
 import { reportForeignWork } from '../runs/orphans.ts'
+import { watchForeignQueues, watchQuarantine } from './watchers.ts'
 import { startHeartbeat } from '../worker/heartbeat.ts'
 import { startReconciler } from '../worker/reconciler.ts'
 import { startWorkers, type Workers } from '../worker/workers.ts'
@@ -54,11 +55,18 @@ export async function createWeb ({ config, logger, redisUrl, workflows, tokens, 
     requireDurable: config.REDIS_REQUIRE_DURABLE,
     tripwireKey: tripwireKey(config.REDIS_PREFIX),
   })
-  const queues = [...workflows.map((workflow) => workflow.name), QUARANTINE_QUEUE]
-    .map((name) => new Queue(name, { connection: opsRedis, prefix: keys.bullPrefix }))
+  const quarantineQueue = new Queue(QUARANTINE_QUEUE, { connection: opsRedis, prefix: keys.bullPrefix })
+  const queues = [...workflows.map((workflow) => new Queue(workflow.name, { connection: opsRedis, prefix: keys.bullPrefix })), quarantineQueue]
   for (const queue of queues) queue.on('error', (error) => logger.warn({ queue: queue.name, err: error }, 'dashboard queue error'))
+  const quarantine = watchQuarantine(quarantineQueue, config.QUARANTINE_LIMIT, config.REDIS_CHECK_INTERVAL, logger)
+  // Found later (a deploy renamed a workflow): added to the metrics here, to the dashboard below.
+  const addForeign: Array<(queue: Queue) => void> = [(queue) => queues.push(queue)]
+  const foreign = watchForeignQueues(opsRedis, keys, workflows.map((workflow) => workflow.name), config.REDIS_CHECK_INTERVAL, logger,
+    (queue) => { for (const add of addForeign) add(queue) })
   const ingest = createIngest({ redis, keys, workflows, jobOptions: createJobOptions(workflows, config), config, metrics })
   const release = async () => {
+    quarantine.stop()
+    foreign.stop()
     await monitor.stop()
     await Promise.all(queues.map((queue) => queue.close()))
     redis.disconnect()
@@ -73,12 +81,19 @@ export async function createWeb ({ config, logger, redisUrl, workflows, tokens, 
     registerGauges(metrics, () => queues, opsRedis, keys)
     await reportForeignWork(opsRedis, keys, workflows.map((workflow) => workflow.name), logger)
       .catch((error: unknown) => logger.warn({ err: error }, 'could not look for work of workflows this deployment does not define'))
+    await quarantine.check()
     app = await buildApp(config, {
       logger,
       metrics,
       ingest,
       tokens,
-      board: board && { queues, ...board, readOnly: config.BOARD_READ_ONLY },
+      board: board && {
+        queues: [...queues],
+        ...board,
+        readOnly: config.BOARD_READ_ONLY,
+        onForeignQueue: (add) => { addForeign.push(add) },
+      },
+      warnings: quarantine.warnings,
       isClosing: () => closing,
       notReadyReason: () => {
         if (closing) return 'shutting down'
@@ -86,6 +101,7 @@ export async function createWeb ({ config, logger, redisUrl, workflows, tokens, 
         return monitor.notReadyReason()
       },
     })
+    await foreign.check()
   } catch (error) {
     await release() // or the process would never exit
     throw error

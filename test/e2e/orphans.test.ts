@@ -3,7 +3,7 @@ import { loadConfig } from '../../src/config.ts'
 import { createLogger } from '../../src/logger.ts'
 import { Keyspace } from '../../src/keys.ts'
 import { runCli } from '../../src/operations/cli.ts'
-import { createWorker } from '../../src/runtime/services.ts'
+import { createWeb, createWorker } from '../../src/runtime/services.ts'
 import { loadWorkflows } from '../../src/workflows/load.ts'
 import { executions, reset } from '../fixtures/jobs/_recorder.ts'
 import { fixtureMessages, REDIS_URL, startService, waitFor, withIdentity } from '../helpers/service.ts'
@@ -68,6 +68,16 @@ t.test('work of a workflow no worker defines is reported, counted as blocked, an
   t.match(orphans.out[0], /^QUEUE +WAITING +DELAYED +ACTIVE +FAILED +TOTAL$/)
   t.match(orphans.out[1], /^ledger-apply +3 +0 +0 +0 +3$/)
   t.match(orphans.out[2], /^ledger-audit +2 +0 +0 +0 +2$/, 'the unordered audit of the updates is left behind too')
+
+  // The new release's web: its dashboard and metrics show the old queue, marked as such.
+  const web = await createWeb({ config, logger, redisUrl: REDIS_URL, workflows: await loadWorkflows(config.JOBS_DIR), tokens: ['t'], board: { username: 'ops', password: 'pw' } })
+  t.teardown(() => web.close())
+  const api = await web.app.inject({ url: '/admin/queues/api/queues', headers: { authorization: `Basic ${Buffer.from('ops:pw').toString('base64')}` } })
+  const boardQueues = (api.json() as { queues: Array<{ name: string, displayName: string, counts: Record<string, number> }> }).queues
+  t.match(boardQueues.find((queue) => queue.name === 'ledger-apply'), { displayName: 'ledger-apply (not defined here)', counts: { waiting: 3 } })
+  t.ok(boardQueues.some((queue) => queue.name === 'ledger-apply-v2'), 'beside its own queues')
+  const metrics = (await web.app.inject({ url: '/metrics' })).body
+  t.match(metrics, /^changeflow_queue_jobs\{queue="ledger-apply",state="waiting"\} 3$/m)
 
   // One run given up by hand, from what Redis holds (ledger-apply is in no JOBS_DIR of this release).
   const row73 = listed.find((row) => row.key[0] === '73')

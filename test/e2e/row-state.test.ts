@@ -84,7 +84,7 @@ t.test('runs of a row keyed by a workflow start in commit order, whatever the or
 })
 
 t.test('the quarantine is bounded: past QUARANTINE_LIMIT a batch with invalid messages is refused whole', async (t) => {
-  const small = await startService({ env: { QUARANTINE_LIMIT: '2' } })
+  const small = await startService({ env: { QUARANTINE_LIMIT: '2', REDIS_CHECK_INTERVAL: '100ms' } })
   t.teardown(() => small.close())
   const invalids = [1, 2, 3].map((n) => ({ ...change('ledger', 50 + n), action: `bogus-${n}` }))
   const invalid = (n: number) => invalids[n - 1]!
@@ -101,7 +101,15 @@ t.test('the quarantine is bounded: past QUARANTINE_LIMIT a batch with invalid me
 
   const quarantine = small.queue('quarantine')
   await waitFor(async () => (await quarantine.getJobCounts('failed')).failed === 2, 5_000, 'both kept')
+  const readyz = () => small.web.app.inject({ method: 'GET', url: '/readyz' })
+  await waitFor(async () => (await readyz()).json().warnings !== undefined, 5_000, 'readiness to say why')
+  const ready = await readyz()
+  t.equal(ready.statusCode, 200, 'still ready: valid batches flow')
+  t.match(ready.json(), { status: 'ready', warnings: [/^quarantine full: 2 of 2 messages \(QUARANTINE_LIMIT\)/] })
   const [kept] = await quarantine.getJobs(['failed'])
   await kept!.remove() // an operator drops one
   t.match((await small.post({ data: [invalid(3)] })).json(), { quarantined: 1 }, 'room again')
+  await kept!.remove().catch(() => {})
+  await (await quarantine.getJobs(['failed', 'waiting', 'active'])).at(0)?.remove().catch(() => {})
+  await waitFor(async () => (await readyz()).json().warnings === undefined, 5_000, 'the warning to clear')
 })
