@@ -78,6 +78,8 @@ export async function run (role: Role): Promise<void> {
     await Promise.all(closers.map((close) => close()))
     await embedded?.stop()
     logger.info('stopped')
+    // pino writes asynchronously; written out in order before close-with-grace exits the process.
+    await new Promise<void>((resolve) => logger.flush(() => resolve()))
   })
 }
 

@@ -18,7 +18,11 @@ const jsonObject = z.custom<Record<string, unknown>>(
  * A commit position: a number, or the decimal text the exact parser gives for one beyond 2^53 (a
  * long-lived server's LSN). Kept as it arrived; compared exactly, as decimal text.
  */
-const position = z.union([z.number().int().nonnegative(), z.string().regex(/^\d{1,20}$/, 'expected a whole number')])
+const position = z.union([
+  // A number written as 1e21 is not an LSN Sequin sends, and its digits are not known.
+  z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  z.string().regex(/^\d{1,20}$/, 'expected a whole number'),
+])
 
 const annotated = z.looseObject({ annotations: jsonObject.nullish() })
 

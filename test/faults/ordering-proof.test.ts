@@ -1,10 +1,12 @@
 import t from 'tap'
-import { blockedRows, discardRun, retryStep, workflowQueues } from '../../src/operations/rows.ts'
+import { blockedRows, discardRun, retryStep, workflowQueues } from '../../src/runs/rows.ts'
 import { Keyspace } from '../../src/keys.ts'
 import { withScripts } from '../../src/redis/scripts.ts'
-import { figures, readEffects, spawnWorker, startProofWeb, stopWorker } from '../helpers/proof.ts'
+import { reportScenario } from '../helpers/fault-report.ts'
+import { acknowledged, completedRuns as completedOf, figures, proofLine, spawnWorker, startProofWeb, stopWorker } from '../helpers/proof.ts'
 import { simulateSequin } from '../helpers/sequin-simulator.ts'
 import { REDIS_URL, TOKEN, waitFor } from '../helpers/service.ts'
+import { suiteSecret } from '../helpers/suite-secrets.ts'
 
 // The webhook in this process; steps in two worker processes at concurrency 8 each.
 const { service, url } = await startProofWeb()
@@ -12,16 +14,11 @@ const prefix = service.config.REDIS_PREFIX
 const keys = new Keyspace(prefix)
 const redis = service.redis
 t.teardown(() => service.close())
+suiteSecret('the in-process test webhook token', TOKEN)
 
 const workerEnv = (extra: Record<string, string> = {}) => ({ REDIS_URL, REDIS_PREFIX: prefix, ...extra })
-const report = (t: { comment: (message: string) => void }, name: string, f: Record<string, number>) =>
-  t.comment(`${name}: ${Object.entries(f).map(([k, v]) => `${k}=${v}`).join(' ')}`)
 const deduplicated = async () => Number(await redis.getset(`{${prefix}}:proof:deduplicated`, '0') ?? 0)
-const completedRuns = async (workflow: string, rows: number[]) => {
-  let total = 0
-  for (const row of rows) total += (await readEffects(redis, prefix, workflow, row)).filter((e) => e.step === 1).length
-  return total
-}
+const completedRuns = (workflow: string, rows: number[]) => completedOf(redis, prefix, workflow, rows)
 const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i)
 
 t.test('transient step failures with backoff, lost acks and redeliveries: nothing lost, doubled or reordered', async (t) => {
@@ -30,7 +27,8 @@ t.test('transient step failures with backoff, lost acks and redeliveries: nothin
   const sim = await simulateSequin({ url, token: TOKEN, table: 'accounts', rows: 40, changesPerRow: 5, firstRow: 1_000, batchSize: 5, lostAckRate: 0.15 })
   await waitFor(async () => await completedRuns('proof-ordered', range(1_000, 40)) === 200, 60_000, 'every run')
   const f = await figures(redis, prefix, 'proof-ordered', sim.messages)
-  report(t, 'transient failures', { ...f, requests: sim.requests, lostAcks: sim.lostAcks, redeliveries: sim.redeliveries, deduplicatedCalls: await deduplicated() })
+  reportScenario(t, proofLine('transient step failures (20 %), lost acks (15 %), redeliveries', f, acknowledged(sim.messages),
+    `${sim.requests} requests, ${sim.lostAcks} acks lost, ${sim.redeliveries} redeliveries, ${await deduplicated()} effects refused by the provider's idempotency check`))
   t.match(f, { changes: 200, runsExpected: 200, runsCompleted: 200, lost: 0, duplicatedEffects: 0, orderViolations: 0 })
   t.ok(sim.lostAcks > 0, 'some acks were lost, so changes were redelivered')
 })
@@ -59,7 +57,8 @@ t.test('worker processes SIGKILLed mid-step three times: nothing lost, doubled o
   await waitFor(async () => await completedRuns('proof-ordered', rows) === 320, 60_000, 'every run after the kills')
   const f = await figures(redis, prefix, 'proof-ordered', sim.messages)
   const reExecuted = await executions() - before - 640
-  report(t, 'SIGKILL', { ...f, kills, activeAtKills, reExecuted, deduplicatedCalls: await deduplicated() })
+  reportScenario(t, proofLine('worker processes SIGKILLed mid-step (3 kills)', f, acknowledged(sim.messages),
+    `${activeAtKills} steps active at the kills, ${reExecuted} steps executed again, ${await deduplicated()} effects refused by the provider's idempotency check`))
   t.match(f, { changes: 320, runsExpected: 320, runsCompleted: 320, lost: 0, duplicatedEffects: 0, orderViolations: 0 })
   t.ok(activeAtKills > 0, 'steps were active when the workers were killed')
 })
@@ -88,7 +87,8 @@ t.test('a permanently failing step blocks only its row; operator retry, then dis
   await waitFor(async () => await completedRuns('proof-ordered', [3_003]) === 4 && await completedRuns('proof-ordered', [3_007]) === 3, 20_000, 'the rows after retry and discard')
   const discarded = sim.messages.filter((m) => m.row === 3_007 && m.seq === 0)
   const f = await figures(redis, prefix, 'proof-ordered', sim.messages, (row, all) => row === 3_007 ? all.filter((m) => !discarded.includes(m)) : all)
-  report(t, 'blocked rows', { ...f, blockedRows: blocked.length, retried: 1, discarded: 1 })
+  reportScenario(t, proofLine('a step failing for good blocks its row; retried, discarded', f, acknowledged(sim.messages),
+    `${blocked.length} rows blocked (each with 3 runs waiting), 1 retried, 1 run discarded, ${18 * 4} runs of other rows unaffected`))
   t.match(f, { changes: 80, runsExpected: 79, runsCompleted: 79, lost: 0, duplicatedEffects: 0, orderViolations: 0 })
   t.same(await blockedRows(redis, keys, queues), [])
 })
@@ -104,7 +104,8 @@ t.test('late changes: run and marked by default, skipped where only the newest s
   ])
   await waitFor(async () => await completedRuns('proof-ordered', range(4_000, 30)) === 180, 30_000, 'every ordered run')
   const f = await figures(redis, prefix, 'proof-ordered', ordered.messages)
-  report(t, 'late (run)', { ...f, overtakes: ordered.overtakes })
+  reportScenario(t, proofLine('late changes (newer overtakes older in backoff), run marked late', f, acknowledged(ordered.messages),
+    `${ordered.overtakes} overtakes, ${f.lateRuns} runs marked late`))
   t.match(f, { changes: 180, runsCompleted: 180, lost: 0, duplicatedEffects: 0, orderViolations: 0 })
   t.ok(f.lateRuns > 0, 'some changes arrived late and ran marked as late')
 
@@ -113,7 +114,8 @@ t.test('late changes: run and marked by default, skipped where only the newest s
   await waitFor(async () => (await figures(redis, prefix, 'proof-latest', latest.messages, newest)).lost === 0, 30_000, 'each row synced to its newest change')
   await new Promise((resolve) => setTimeout(resolve, 300))
   const s = await figures(redis, prefix, 'proof-latest', latest.messages, newest)
-  report(t, 'late (skip)', { ...s, skipped: s.changes - s.runsCompleted, overtakes: latest.overtakes })
+  reportScenario(t, proofLine("late changes with late: 'skip'", s, acknowledged(latest.messages),
+    `${latest.overtakes} overtakes, ${s.changes - s.runsCompleted} late changes skipped, every row ends on its newest change (lost counts rows that did not)`))
   t.match(s, { lost: 0, duplicatedEffects: 0, orderViolations: 0, lateRuns: 0 })
   t.ok(s.runsCompleted < s.changes, 'late changes were skipped')
 })
@@ -124,7 +126,8 @@ t.test('the same workload with ordering off does reorder: the guarantee is not a
   const sim = await simulateSequin({ url, token: TOKEN, table: 'accounts_unordered', rows: 40, changesPerRow: 8, firstRow: 6_000 })
   await waitFor(async () => await completedRuns('proof-unordered', range(6_000, 40)) === 320, 60_000, 'every unordered run')
   const f = await figures(redis, prefix, 'proof-unordered', sim.messages)
-  report(t, 'ordering off', f)
+  reportScenario(t, proofLine('negative control: the same workload with ordering off', f, acknowledged(sim.messages),
+    `${f.orderViolations} order violations without per-row ordering: the proofs above can fail`))
   t.match(f, { changes: 320, runsCompleted: 320, lost: 0, duplicatedEffects: 0 })
   t.ok(f.orderViolations > 0, `ordering off shows violations (${f.orderViolations})`)
 })

@@ -7,20 +7,22 @@ import { changeId, runId, stepJobId } from '../../src/ingest/identity.ts'
 import { Keyspace } from '../../src/keys.ts'
 import { freePort } from '../../src/redis/embedded.ts'
 import type { SequinMetadata } from '../../src/sequin/message.ts'
-import { figures, proofJobsDir, readEffects, spawnWorker, startProofWeb, stopWorker } from '../helpers/proof.ts'
+import { reportScenario } from '../helpers/fault-report.ts'
+import { acknowledged, completedRuns, figures, proofJobsDir, proofLine, spawnWorker, startProofWeb, stopWorker } from '../helpers/proof.ts'
 import { slowPost, spawnRole, within, WORKER_ENV } from '../helpers/processes.ts'
 import { simulateSequin } from '../helpers/sequin-simulator.ts'
 import { REDIS_URL, TOKEN, waitFor } from '../helpers/service.ts'
+import { suiteBoardSecret, suiteSecret } from '../helpers/suite-secrets.ts'
 
 const { service, url } = await startProofWeb()
 const prefix = service.config.REDIS_PREFIX
 const keys = new Keyspace(prefix)
 const redis = service.redis
 t.teardown(() => service.close())
+suiteSecret('the in-process test webhook token', TOKEN)
+const BOARD_PASSWORD = suiteBoardSecret('shutdown board password', 'admin', 'cf-fault-board-pw-Shutd0wn-8kQ2')
 
 const counter = async (name: string) => Number(await redis.get(`{${prefix}}:proof:${name}`) ?? 0)
-const report = (t: { comment: (message: string) => void }, name: string, f: Record<string, unknown>) =>
-  t.comment(`${name}: ${Object.entries(f).map(([k, v]) => `${k}=${v}`).join(' ')}`)
 
 t.test('a worker SIGTERMed under load finishes its active steps within SHUTDOWN_GRACE and exits 0', async (t) => {
   const env = { REDIS_URL, REDIS_PREFIX: prefix, JOBS_DIR: proofJobsDir, PROOF_MAX_LATENCY_MS: '50', SHUTDOWN_GRACE: '5s' }
@@ -46,11 +48,7 @@ t.test('a worker SIGTERMed under load finishes its active steps within SHUTDOWN_
 
   const sim = await simulation
   const changes = rows * perRow
-  const completed = async () => {
-    let total = 0
-    for (let row = 7_000; row < 7_000 + rows; row++) total += (await readEffects(redis, prefix, 'proof-ordered', row)).filter((e) => e.step === 1).length
-    return total
-  }
+  const completed = () => completedRuns(redis, prefix, 'proof-ordered', Array.from({ length: rows }, (_, i) => 7_000 + i))
   await waitFor(async () => await completed() === changes, 60_000, 'every run')
   await new Promise((resolve) => setTimeout(resolve, 300)) // a re-run would show up here
   const f = await figures(redis, prefix, 'proof-ordered', sim.messages)
@@ -66,7 +64,9 @@ t.test('a worker SIGTERMed under load finishes its active steps within SHUTDOWN_
   const executions = await counter('executions') - executionsBefore
   const deduplicated = await counter('deduplicated')
   const extra = { requests: sim.requests, activeAtSignal, heldByLeaving: heldAtStop.length, unfinishedByLeaving: unfinished.length }
-  report(t, 'worker SIGTERM', { ...f, ...extra, executions, deduplicated, exitCode: exit.code, exitSignal: exit.signal, shutdownMs })
+  t.comment(`worker SIGTERM: ${JSON.stringify({ ...extra, executions, deduplicated, exitCode: exit.code, exitSignal: exit.signal, shutdownMs })}`)
+  reportScenario(t, proofLine('a worker SIGTERMed under load (graceful shutdown)', f, acknowledged(sim.messages),
+    `held ${heldAtStop.length} active steps at the signal, finished them all and exited ${exit.code} in ${shutdownMs} ms; ${executions - 2 * changes} steps executed twice`))
 
   t.equal(exit.code, 0, 'the worker exited by itself with code 0')
   t.ok(shutdownMs < 5_000, `within SHUTDOWN_GRACE (${shutdownMs} ms)`)
@@ -94,7 +94,7 @@ const headers = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application
 async function webProcess (t: Test, grace: string) {
   const port = await freePort()
   const dataDir = mkdtempSync(join(tmpdir(), 'changeflow-shutdown-'))
-  const env = { REDIS_URL, REDIS_PREFIX: prefix, SEQUIN_WEBHOOK_TOKENS: TOKEN, PORT: String(port), HOST: '127.0.0.1' }
+  const env = { REDIS_URL, REDIS_PREFIX: prefix, SEQUIN_WEBHOOK_TOKENS: TOKEN, PORT: String(port), HOST: '127.0.0.1', BOARD_PASSWORD }
   const web = spawnRole('web', { ...env, JOBS_DIR: proofJobsDir, DATA_DIR: dataDir, SHUTDOWN_GRACE: grace })
   t.teardown(async () => {
     await web.stop('SIGKILL')
@@ -154,8 +154,18 @@ t.test('the web process SIGTERMed with requests in flight: 2xx or 503 or refused
   }
   const output = web.output()
   const others = outcomes.length - ok.length - count(503) - count('connection error') - count('hang')
-  report(t, 'web SIGTERM', { requests: outcomes.length, ok: ok.length, unavailable: count(503), connectionErrors: count('connection error'), hangs: count('hang'), others })
-  report(t, 'web SIGTERM', { answeredAfterSignal: after.length, okAfterSignal: after.filter((o) => ok.includes(o)).length, slowStatus, changesAcked: acked.length, missing: missing.length, exitCode: exit.code, shutdownMs: exit.at - signalled })
+  const sent = outcomes.reduce((n, o) => n + o.changes.length, 0) + slow.length
+  reportScenario(t, {
+    scenario: 'the web process SIGTERMed with requests in flight (no workers: stored, not run)',
+    sent,
+    acknowledged: acked.length,
+    runsCompleted: 0,
+    lost: missing.length,
+    duplicatedEffects: 0,
+    orderViolations: 0,
+    figure: `${outcomes.length + 1} requests: ${ok.length} 2xx, ${count(503)} 503, ${count('connection error')} refused, ${count('hang')} hangs, ${others} others; ` +
+      `${after.length} answered after the signal; the one mid-body got ${slowStatus}; exited ${exit.code} in ${exit.at - signalled} ms`,
+  })
 
   t.equal(exit.code, 0, 'the web process exited by itself with code 0')
   t.ok(exit.at - signalled < 5_000, 'within SHUTDOWN_GRACE')
@@ -175,13 +185,24 @@ t.test('a sender idle on keep-alive after its in-flight request was answered doe
   const { web, endpoint } = await webProcess(t, '3s')
   const agent = new Agent({ keepAlive: true })
   t.teardown(() => agent.destroy())
-  const answer = slowPost(endpoint, headers, Buffer.from(JSON.stringify({ data: [change(90_000)] })), 400, agent)
+  const keepAlive = change(90_000)
+  const answer = slowPost(endpoint, headers, Buffer.from(JSON.stringify({ data: [keepAlive] })), 400, agent)
   await new Promise((resolve) => setTimeout(resolve, 200))
   const signalled = Date.now()
   web.child.kill('SIGTERM')
   const { status, connection } = await within(answer, 10_000, 'the request in flight')
   const exit = await within(web.exited, 10_000, 'the web process to exit')
-  report(t, 'web SIGTERM, keep-alive sender', { status, connection, exitCode: exit.code, shutdownMs: exit.at - signalled })
+  const stored = await redis.exists(keys.seen(changeId(keepAlive.metadata as SequinMetadata)))
+  reportScenario(t, {
+    scenario: 'the web process SIGTERMed with a keep-alive sender idle after its answer',
+    sent: 1,
+    acknowledged: status === 200 ? 1 : 0,
+    runsCompleted: 0,
+    lost: status === 200 && stored === 0 ? 1 : 0,
+    duplicatedEffects: 0,
+    orderViolations: 0,
+    figure: `answered ${status} with connection: ${connection}; exited ${exit.code} in ${exit.at - signalled} ms (grace 3 s)`,
+  })
   t.equal(status, 200, 'the request in flight was answered')
   t.equal(exit.code, 0, 'the web process exited with code 0')
   t.ok(exit.at - signalled < 3_000, 'within SHUTDOWN_GRACE')

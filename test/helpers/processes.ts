@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { request, type Agent } from 'node:http'
 import { join } from 'node:path'
 import { projectRoot } from '../../src/config.ts'
+import { suiteLog, tee } from './suite-logs.ts'
 
 /** The worker settings of spawnWorker (proof.ts): short locks, so that stall recovery is quick. */
 export const WORKER_ENV = {
@@ -27,14 +29,17 @@ export interface RoleProcess {
 
 /**
  * `npm run web` or `npm run worker`, run directly (`node --import tsx`) so that signals reach the
- * service itself, with its output captured.
+ * service itself, with its output captured and teed into the suite's log file `<test>.<name>-<n>`.
  */
-export function spawnRole (role: 'web' | 'worker', env: Record<string, string>): RoleProcess {
+export function spawnRole (role: 'web' | 'worker', env: Record<string, string>, name: string = role): RoleProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', join(projectRoot, `src/main/${role}.ts`)], {
     cwd: projectRoot,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
+  const log = suiteLog(name)
+  tee(child.stdout!, log)
+  tee(child.stderr!, log)
   let output = ''
   let stdout = ''
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => { output += chunk; stdout += chunk })
@@ -78,4 +83,14 @@ export function slowPost (url: string, headers: Record<string, string>, body: Bu
     req.write(body.subarray(0, 20))
     setTimeout(() => req.end(body.subarray(20)), pauseMs)
   })
+}
+
+/** Resident memory of a running process, in bytes (Linux: /proc/<pid>/status), or 0 once it is gone. */
+export function rssBytes (pid: number): number {
+  try {
+    const kib = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]
+    return Number(kib ?? 0) * 1024
+  } catch {
+    return 0
+  }
 }

@@ -135,3 +135,11 @@ t.test('readEnvelope', async (t) => {
   t.strictSame(readEnvelope(withExtra), { ok: true, batched: false, messages: [withExtra] },
     'data plus other keys is a single message')
 })
+
+t.test('commit positions: numbers JSON holds exactly, or decimal text for larger ones', async (t) => {
+  const [message] = fixtureMessages('batch-orders-update-paid.json')
+  const at = (lsn: unknown) => parseMessage({ ...message, metadata: { ...(message as { metadata: object }).metadata, commit_lsn: lsn } })
+  t.equal(at(24189630992).ok, true)
+  t.equal(at('18446744073709551615').ok, true, 'the largest LSN, as the exact parser gives it')
+  for (const bad of [1e21, -1, 1.5, '1e21', '12a', '123456789012345678901']) t.equal(at(bad).ok, false, `${bad} is refused`)
+})
