@@ -57,7 +57,7 @@ async function measureIngest (ctx: Context, web: Web, bare: Queue): Promise<stri
   const jobOptions = createJobOptions(workflows, config)
   const stepOpts = JSON.parse(jobOptions.step(WORKFLOW, 'noop')) as Record<string, unknown>
   const ingest = createIngest({ redis: web.redis as ScriptedRedis, keys, workflows, jobOptions, config, metrics: new Metrics({ defaultMetrics: false }) })
-  const quiet = { warn: () => {} }
+  const quiet = { warn: () => {}, error: () => {} }
   // A quarter-size warm-up: enough for the JIT to settle on BullMQ's and changeflow's hot paths.
   const count = (warmUp: boolean) => warmUp ? Math.min(settings.batches, Math.max(20, Math.round(settings.batches / 4))) : settings.batches
   const workload = (warmUp: boolean) => distinctRowBatches('orders', count(warmUp), settings.batchSize)

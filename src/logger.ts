@@ -23,6 +23,10 @@ function errorSerializer (error: unknown): unknown {
   const serialized = pino.stdSerializers.err(error as Error) as unknown as Record<string, unknown>
   if (!serialized || typeof serialized !== 'object') return serialized
   for (const key of Object.keys(serialized)) if (CARRIERS.has(key)) delete serialized[key]
+  // ioredis attaches the failed command with its arguments: a whole batch of rows, or a Lua
+  // script's source. Its name says enough.
+  const command = (error as { command?: { name?: unknown } })?.command
+  if (command && typeof command === 'object') serialized.command = { name: command.name }
   const status = (error as { response?: { status?: unknown } })?.response?.status
   if (typeof status === 'number') serialized.status = status
   return serialized

@@ -32,7 +32,7 @@ export type IngestOutcome =
 
 export interface Ingest {
   /** `text`: the request body, decoded (gzip) but not parsed: ingest parses it exactly. */
-  (text: string, log: Pick<Logger, 'warn'>): Promise<IngestOutcome>
+  (text: string, log: Pick<Logger, 'warn' | 'error'>): Promise<IngestOutcome>
 }
 
 export interface IngestDeps {
@@ -48,10 +48,15 @@ class Deadline extends Error {}
 
 const CONNECTION_TROUBLE = /Connection is closed|enableOfflineQueue|Stream isn't writeable|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|LOADING|MASTERDOWN|READONLY|NOREPLICAS|CLUSTERDOWN/
 
-/** Redis cannot be reached, or not in time: Sequin should retry soon. Anything else is a bug. */
+/**
+ * Redis cannot be reached, not in time, or cannot take writes: Sequin should retry soon.
+ * Anything else is a bug.
+ */
 function unavailability (error: unknown, redis: ScriptedRedis): string | null {
   if (error instanceof Deadline) return 'redis too slow'
   const message = (error as Error)?.message ?? ''
+  // maxmemory reached under noeviction: the script is refused before it writes anything.
+  if (message.startsWith('OOM ')) return 'redis out of memory (maxmemory)'
   if (redis.status !== 'ready' || (error as Error)?.name === 'MaxRetriesPerRequestError' || CONNECTION_TROUBLE.test(message)) {
     return 'redis unavailable'
   }
@@ -118,7 +123,8 @@ export function createIngest ({ redis, keys, workflows, jobOptions, config, metr
       // Whether or not the script ran, Sequin's redelivery completes the batch without doubles.
       const reason = unavailability(error, redis)
       if (reason === null) throw error
-      log.warn({ err: error }, 'enqueue failed; answering 503 so that Sequin redelivers')
+      if (reason.includes('out of memory')) log.error({ err: error }, 'Redis is full (maxmemory under noeviction): answering 503 so that Sequin redelivers; free memory or raise maxmemory')
+      else log.warn({ err: error }, 'enqueue failed; answering 503 so that Sequin redelivers')
       return { kind: 'unavailable', reason }
     }
 

@@ -91,7 +91,10 @@ export class RedisMonitor {
   #schedule (): void {
     if (this.#stopped) return
     if (this.#timer) clearTimeout(this.#timer)
-    this.#timer = setTimeout(this.#trigger, this.#options.intervalMs)
+    // A failed check (Redis frozen, say) is repeated every second, so that readiness comes back
+    // as soon as Redis does, not an interval later.
+    const delay = this.#failure === null ? this.#options.intervalMs : Math.min(this.#options.intervalMs, 1_000)
+    this.#timer = setTimeout(this.#trigger, delay)
     this.#timer.unref()
   }
 

@@ -28,6 +28,8 @@ export function startWorkers (config: WorkerConfig, connection: Redis, deps: Ste
     lockDuration: config.LOCK_DURATION,
     maxStalledCount: config.MAX_STALLED_COUNT,
     stalledInterval: config.STALLED_INTERVAL,
+    // After a Redis error (a restart, maxmemory) fetch again within a second, not BullMQ's 15 s.
+    runRetryDelay: 1_000,
   }
   const runStep = createStepRunner(deps)
   const workers: Worker[] = deps.workflows.map((workflow) => new Worker(workflow.name, runStep, common))
@@ -60,7 +62,14 @@ export function startWorkers (config: WorkerConfig, connection: Redis, deps: Ste
         log.warn(fields, 'step failed; it will be retried with backoff')
       }
     })
-    worker.on('error', (error) => log.error({ queue: worker.name, err: error }, 'worker error'))
+    // While Redis is down or full every fetch fails: the same error is logged once every 10 s.
+    let last = { message: '', at: 0 }
+    worker.on('error', (error) => {
+      const now = Date.now()
+      if (error.message === last.message && now - last.at < 10_000) return
+      last = { message: error.message, at: now }
+      log.error({ queue: worker.name, err: error }, 'worker error')
+    })
   }
 
   return {
