@@ -9,6 +9,8 @@ import type { FaultLog } from './fault-logs.ts'
 export interface RedisServerOptions {
   /** Where the server's own log goes (a fault-suite log file); without it, nowhere. */
   log?: FaultLog
+  /** This port instead of a free one (a cluster node needs its port + 10000 free too). */
+  port?: number
 }
 
 export interface RedisServer {
@@ -38,7 +40,7 @@ const STARTUP_MS = 10_000
  * them: `['--appendonly', 'yes', '--appendfsync', 'always']`, `['--maxmemory', '8mb']`.
  */
 export async function startRedisServer (args: string[] = [], options: RedisServerOptions = {}): Promise<RedisServer> {
-  const port = await freePort()
+  const port = options.port ?? await freePort()
   const dir = mkdtempSync(join(tmpdir(), 'changeflow-redis-'))
   const url = `redis://127.0.0.1:${port}`
   const argv = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', ...args]
