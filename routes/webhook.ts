@@ -62,7 +62,7 @@ const webhook: FastifyPluginAsync<WebhookOptions> = async (app, { tokens, ingest
       case 'rejected':
         throw withDetails(new Errors.InvalidMessages(), { messages: outcome.errors })
       case 'quarantine-full':
-        throw withDetails(new Errors.QuarantineFull(outcome.limit), { messages: outcome.errors })
+        throw withDetails(new Errors.QuarantineFull(outcome.held, outcome.limit), { messages: outcome.errors })
       case 'unavailable':
         throw new Errors.Unavailable(outcome.reason)
       default: {

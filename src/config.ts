@@ -22,6 +22,9 @@ function duration (bareUnit: keyof typeof UNITS) {
   })
 }
 
+/** A duration that must be at least 1 ms once rounded: Redis refuses `PX 0`, and a zero timer spins. */
+const positive = (bareUnit: keyof typeof UNITS) => duration(bareUnit).pipe(z.number().min(1, 'must be at least 1 ms'))
+
 /** `1048576`, `64mb` → bytes. */
 const size = z.string().trim().toLowerCase().transform((text, ctx) => {
   const match = /^(\d+)(b|kb|mb|gb)?$/.exec(text)
@@ -48,8 +51,8 @@ const envSchema = z.object({
   JOBS_DIR: z.string().default(`${projectRoot}jobs`),
   DATA_DIR: z.string().default(`${projectRoot}.data`),
   BODY_LIMIT: size.default(64 * 1024 ** 2),
-  DEDUP_TTL: duration('s').default(7 * UNITS.d!),
-  ENQUEUE_TIMEOUT: duration('ms').default(5_000),
+  DEDUP_TTL: positive('s').default(7 * UNITS.d!),
+  ENQUEUE_TIMEOUT: positive('ms').default(5_000),
   INVALID_MESSAGES: z.enum(['quarantine', 'reject']).default('quarantine'),
   QUARANTINE_LIMIT: int(1).default(10_000),
   MAX_BATCH_MESSAGES: int(1, 100_000).default(1_000),
@@ -58,11 +61,11 @@ const envSchema = z.object({
   STEP_BACKOFF: duration('ms').default(1_000),
   KEEP_COMPLETED: int(0).default(1_000),
   KEEP_COMPLETED_AGE: duration('s').default(UNITS.d!),
-  LOCK_DURATION: duration('ms').default(30_000),
+  LOCK_DURATION: positive('ms').default(30_000),
   MAX_STALLED_COUNT: int(0).default(3),
-  STALLED_INTERVAL: duration('ms').default(30_000),
+  STALLED_INTERVAL: positive('ms').default(30_000),
   SHUTDOWN_GRACE: duration('ms').default(25_000),
-  RECONCILE_INTERVAL: duration('ms').default(30_000),
+  RECONCILE_INTERVAL: positive('ms').default(30_000),
   METRICS_TOKEN: z.string().optional(),
   METRICS_PORT: int(0, 65535).optional(),
   MAX_EVENT_LOOP_DELAY: duration('ms').default(1_000),
@@ -72,7 +75,7 @@ const envSchema = z.object({
   BOARD_READ_ONLY: bool.default(false),
   EMBEDDED_REDIS: bool.default(true),
   REDIS_REQUIRE_DURABLE: bool.default(false),
-  REDIS_CHECK_INTERVAL: duration('ms').default(30_000),
+  REDIS_CHECK_INTERVAL: positive('ms').default(30_000),
 })
 
 export type Config = Readonly<z.infer<typeof envSchema>>
@@ -84,6 +87,10 @@ function contradictions (config: z.infer<typeof envSchema>, env: Record<string, 
     problems.push(`  DEDUP_TTL: ${env.DEDUP_TTL ?? 'the default'} is shorter than KEEP_COMPLETED_AGE (${env.KEEP_COMPLETED_AGE ?? 'the default'}): ` +
       'a change redelivered in between would be accepted as new while its finished jobs still exist, so nothing would run for it. ' +
       'Keep DEDUP_TTL at least as long as KEEP_COMPLETED_AGE')
+  }
+  if (config.QUARANTINE_LIMIT < config.MAX_BATCH_MESSAGES) {
+    problems.push(`  QUARANTINE_LIMIT: ${config.QUARANTINE_LIMIT} is below MAX_BATCH_MESSAGES (${config.MAX_BATCH_MESSAGES}): ` +
+      'a batch of invalid messages larger than the quarantine could never be taken, and Sequin would retry it forever')
   }
   if (env.WORKER_METRICS_PORT !== undefined) {
     problems.push('  WORKER_METRICS_PORT: renamed METRICS_PORT (it now serves /metrics for web processes too)')

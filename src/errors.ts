@@ -23,7 +23,7 @@ export const Errors = {
   UnsupportedEncoding: createError('CF_UNSUPPORTED_ENCODING', 'content-encoding "%s" is not supported: send identity or gzip', 415),
   InvalidMessages: createError('CF_INVALID_MESSAGES', 'messages failed validation; nothing was enqueued', 422),
   QuarantineFull: createError('CF_QUARANTINE_FULL',
-    'the quarantine is full (%s messages, QUARANTINE_LIMIT) and this batch holds invalid messages; nothing was enqueued. ' +
+    'the quarantine holds %s messages (QUARANTINE_LIMIT %s) and cannot take this batch\'s invalid messages; nothing was enqueued. ' +
     'Redrive quarantined messages (npm run cli -- redrive) or remove them in the dashboard, and Sequin\'s next retry goes through',
     422),
   HeadersTooLarge: createError('CF_HEADERS_TOO_LARGE', 'the request headers are too large', 431),

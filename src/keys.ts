@@ -57,6 +57,11 @@ export class Keyspace {
     return `${this.own}:queues`
   }
 
+  /** Workflows an operator gave up (discard-workflow): their runs are not started any more. */
+  discardedQueues (): string {
+    return `${this.own}:discarded-queues`
+  }
+
   /** Queues scored by the last time a worker process said it consumes them. */
   consumers (): string {
     return `${this.own}:consumers`

@@ -29,7 +29,7 @@ export function bareJob (raw: Message, workflow: string, step: string, stepIndex
       stepIndex,
       run,
       changeId: change,
-      row: rowId(changeIdentity(metadata).source, table, 'pk', key),
+      row: rowId(changeIdentity(metadata).source, metadata.table_schema, metadata.table_name, 'pk', key),
       table,
       key,
       action: message.action,

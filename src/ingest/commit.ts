@@ -11,6 +11,8 @@ export type Committed =
     /** Runs of changes older than their row's newest: started (and marked) or skipped. */
     late: number
     skipped: number
+    /** Runs of workflows an operator gave up (discard-workflow), not started. */
+    dropped: number
   }
   /** The quarantine already holds `held` messages: this batch's would pass the limit. Nothing was written. */
   | { ok: false, quarantineFull: { held: number } }
@@ -48,30 +50,41 @@ export const JOBS_PER_SCRIPT = 250
  * full quarantine refuses the batch before any of it is written.
  */
 export async function commitPlan (redis: ScriptedRedis, keys: Keyspace, plan: BatchPlan, limits: CommitLimits, now: number): Promise<Committed> {
-  if (plan.changes.length === 0 && plan.quarantine.length === 0) return { ok: true, accepted: [], jobs: 0, late: 0, skipped: 0 }
-  const parts: Array<Pick<BatchPlan, 'changes' | 'quarantine'>> = [{ changes: [], quarantine: plan.quarantine }]
+  if (plan.changes.length === 0 && plan.quarantine.length === 0 && plan.positions.length === 0) {
+    return { ok: true, accepted: [], jobs: 0, late: 0, skipped: 0, dropped: 0 }
+  }
+  const parts: Part[] = [{ changes: [], quarantine: plan.quarantine, positions: plan.positions }]
   let jobs = plan.quarantine.length
   for (const change of plan.changes) {
     if (jobs > 0 && jobs + change.jobs.length > JOBS_PER_SCRIPT) {
-      parts.push({ changes: [], quarantine: [] })
+      parts.push({ changes: [], quarantine: [], positions: [] })
       jobs = 0
     }
     parts.at(-1)!.changes.push(change)
     jobs += change.jobs.length
   }
-  const results = await Promise.all(parts.map((part) => commitPart(redis, keys, part, limits, now)))
-  const merged: Committed = { ok: true, accepted: [], jobs: 0, late: 0, skipped: 0 }
+  // The first part holds the quarantine's check: the rest is sent once it passed, so that a full
+  // quarantine refuses the batch before any of it is written. Without quarantined messages every
+  // part goes out at once (Redis still runs them in order).
+  const first = plan.quarantine.length > 0 ? await commitPart(redis, keys, parts[0]!, limits, now) : null
+  if (first && !first.ok) return first
+  const rest = await Promise.all(parts.slice(first ? 1 : 0).map((part) => commitPart(redis, keys, part, limits, now)))
+  const results = first ? [first, ...rest] : rest
+  const merged: Committed = { ok: true, accepted: [], jobs: 0, late: 0, skipped: 0, dropped: 0 }
   for (const result of results) {
     if (!result.ok) return result
     merged.accepted.push(...result.accepted)
     merged.jobs += result.jobs
     merged.late += result.late
     merged.skipped += result.skipped
+    merged.dropped += result.dropped
   }
   return merged
 }
 
-async function commitPart (redis: ScriptedRedis, keys: Keyspace, plan: Pick<BatchPlan, 'changes' | 'quarantine'>, limits: CommitLimits, now: number): Promise<Committed> {
+type Part = Pick<BatchPlan, 'changes' | 'quarantine' | 'positions'>
+
+async function commitPart (redis: ScriptedRedis, keys: Keyspace, plan: Part, limits: CommitLimits, now: number): Promise<Committed> {
   const argv: string[] = ['']
   const queues = new Set<string>()
   const opts = new Map<string, number>()
@@ -100,10 +113,11 @@ async function commitPart (redis: ScriptedRedis, keys: Keyspace, plan: Pick<Batc
     opts: [...opts.keys()],
     changes,
     quarantine,
+    positions: plan.positions,
   })
 
   const result = await redis.cfIngest(1, keys.rows(), ...argv)
   if (result[0] === -1) return { ok: false, quarantineFull: { held: result[1] ?? 0 } }
-  const [skipped = 0, late = 0, jobs = 0] = result.splice(-3).reverse()
-  return { ok: true, accepted: result.map((flag) => flag === 1), jobs, late, skipped }
+  const [dropped = 0, skipped = 0, late = 0, jobs = 0] = result.splice(-4).reverse()
+  return { ok: true, accepted: result.map((flag) => flag === 1), jobs, late, skipped, dropped }
 }

@@ -29,10 +29,11 @@ export function runId (change: string, workflow: string): string {
 
 /**
  * One row of one table of one source: the unit of per-row ordering. A primary key and a
- * workflow's own `key` with the same values are different rows.
+ * workflow's own `key` with the same values are different rows, and so are `"a.b"."c"` and
+ * `"a"."b.c"` (schema and table are kept apart, not joined with a dot).
  */
-export function rowId (source: string, table: string, kind: 'pk' | 'key', key: readonly string[]): string {
-  return digest('row', source, table, kind, JSON.stringify(key))
+export function rowId (source: string, schema: string, table: string, kind: 'pk' | 'key', key: readonly string[]): string {
+  return digest('row', source, JSON.stringify([schema, table]), kind, JSON.stringify(key))
 }
 
 /** A BullMQ job id: `<step>.<run>`, unique within the workflow's queue. */

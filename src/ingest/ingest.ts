@@ -27,7 +27,7 @@ export type IngestOutcome =
   /** INVALID_MESSAGES=reject, and some messages are invalid: nothing was written. */
   | { kind: 'rejected', errors: Rejection[] }
   /** The quarantine holds QUARANTINE_LIMIT messages: a batch with invalid ones is refused whole. */
-  | { kind: 'quarantine-full', limit: number, errors: Rejection[] }
+  | { kind: 'quarantine-full', held: number, limit: number, errors: Rejection[] }
   | { kind: 'unavailable', reason: string }
 
 export interface Ingest {
@@ -131,9 +131,10 @@ export function createIngest ({ redis, keys, workflows, jobOptions, config, metr
     if (!committed.ok) {
       log.warn({ held: committed.quarantineFull.held, limit: config.QUARANTINE_LIMIT, invalid: plan.quarantine.length },
         'quarantine full: refusing a batch with invalid messages (Sequin keeps it); drop or redrive quarantined messages')
-      return { kind: 'quarantine-full', limit: config.QUARANTINE_LIMIT, errors: rejections() }
+      return { kind: 'quarantine-full', held: committed.quarantineFull.held, limit: config.QUARANTINE_LIMIT, errors: rejections() }
     }
     count(metrics, plan, committed)
+    if (committed.dropped > 0) log.warn({ dropped: committed.dropped }, 'runs of workflows an operator gave up (discard-workflow) were not started')
     if (committed.late > 0 || committed.skipped > 0) log.warn({ late: committed.late, skipped: committed.skipped }, 'late changes: older than changes already accepted for their rows')
     for (const entry of plan.quarantine) {
       log.warn({ index: entry.index, reason: entry.name, job: entry.id, issues: entry.issues }, 'message quarantined')

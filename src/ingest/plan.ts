@@ -3,7 +3,7 @@ import { parseMessage, type MessageIssue, type SequinMessage } from '../sequin/m
 import { comparePositions, positionOf, type Position } from '../sequin/position.ts'
 import { toChange, type Change } from '../workflows/change.ts'
 import type { Workflow } from '../workflows/define.ts'
-import { routeChange } from '../workflows/route.ts'
+import { routeChange, tableMatches } from '../workflows/route.ts'
 import { changeId, changeIdentity, quarantineJobId, rowId, runId, stepJobId } from './identity.ts'
 import { firstStepHeader, stepJobJson } from './job-data.ts'
 
@@ -55,6 +55,11 @@ export interface BatchPlan {
   quarantine: Array<JobSpec & Rejection & { name: QuarantineReason }>
   /** Tables whose updates arrived with `changes: {}` (no REPLICA IDENTITY FULL), and how many. */
   unknownChanges: Map<string, number>
+  /**
+   * Commit positions of unmatched changes of tables that workflows watch: they are still the
+   * newest change of their row, so that an older one arriving later is known to be late.
+   */
+  positions: Array<{ row: string, version: Position }>
 }
 
 export interface JobOptions {
@@ -72,7 +77,7 @@ export interface PlanOptions {
  * that cannot be (invalid, unroutable, too deep to store) is quarantined and the rest go on.
  */
 export function planBatch (messages: readonly unknown[], workflows: readonly Workflow[], options: JobOptions, now: Date, planOptions: PlanOptions = {}): BatchPlan {
-  const plan: BatchPlan = { changes: [], unmatched: 0, unmatchedChanges: [], quarantine: [], unknownChanges: new Map() }
+  const plan: BatchPlan = { changes: [], unmatched: 0, unmatchedChanges: [], quarantine: [], unknownChanges: new Map(), positions: [] }
   const checkDepth = planOptions.checkDepth ?? true
   messages.forEach((raw, index) => {
     if (checkDepth && nestingDepth(raw) > MAX_JSON_DEPTH) {
@@ -105,6 +110,8 @@ function planMessage (plan: BatchPlan, workflows: readonly Workflow[], options: 
   if (rows.rows.length === 0) {
     plan.unmatched++
     plan.unmatchedChanges.push({ table, action: change.action })
+    const version = positionOf(message.metadata)
+    if (version && rows.pkRow && workflows.some((workflow) => tableMatches(workflow, change))) plan.positions.push({ row: rows.pkRow, version })
     return
   }
   const id = changeId(message.metadata)
@@ -158,9 +165,8 @@ type Rows =
  */
 function rowsOf (workflows: Workflow[], change: Change): Rows {
   const { source } = changeIdentity(change.metadata)
-  const table = `${change.schema}.${change.table}`
   const pks = change.metadata.record_pks ?? []
-  const byPk = pks.length > 0 ? rowId(source, table, 'pk', pks) : undefined
+  const byPk = pks.length > 0 ? rowId(source, change.schema, change.table, 'pk', pks) : undefined
   const rows = []
   for (const workflow of workflows) {
     if (!workflow.key) {
@@ -174,7 +180,7 @@ function rowsOf (workflows: Workflow[], change: Change): Rows {
       return { ok: false, workflow: workflow.name, error: `key() threw: ${error instanceof Error ? error.message : String(error)}` }
     }
     const parts = (Array.isArray(key) ? key : [key]).filter((part) => part !== null && part !== undefined).map(String)
-    rows.push({ workflow, row: parts.length > 0 ? rowId(source, table, 'key', parts) : byPk })
+    rows.push({ workflow, row: parts.length > 0 ? rowId(source, change.schema, change.table, 'key', parts) : byPk })
   }
   return { ok: true, rows, pkRow: byPk }
 }

@@ -16,7 +16,8 @@ export interface ParsedJson {
 /**
  * `JSON.parse`, except that an integer beyond ±(2^53 − 1) comes back as its exact decimal text
  * (a string), where `JSON.parse` would round it: an int8 column, a snowflake id, a commit LSN of
- * a long-lived server. Like `JSON.parse` (and unlike object spreads or assignments of parsed
+ * a long-lived server, a jsonb numeric of 400 digits (which `JSON.parse` makes Infinity, and
+ * JSON.stringify then null). Like `JSON.parse` (and unlike object spreads or assignments of parsed
  * data), no key ever sets a prototype: `__proto__` is an own property like any other.
  *
  * The native parser does the work. Only a value holding an integer it could not represent is
@@ -40,7 +41,8 @@ function inspect (root: unknown): { depth: number, inexact: boolean } {
     const value = values.pop()
     const depth = depths.pop()!
     if (typeof value === 'number') {
-      if (!inexact && Number.isInteger(value) && !Number.isSafeInteger(value)) inexact = true
+      // Beyond 2^53, or beyond any double (a 309-digit integer parses as Infinity).
+      if (!inexact && (!Number.isFinite(value) || (Number.isInteger(value) && !Number.isSafeInteger(value)))) inexact = true
       continue
     }
     if (value === null || typeof value !== 'object') continue
@@ -82,7 +84,10 @@ function endOfString (text: string, start: number): number {
   }
 }
 
-/** Valid JSON text with every integer literal beyond ±(2^53 − 1) turned into a string literal. */
+/**
+ * Valid JSON text with every integer literal beyond ±(2^53 − 1), and every number literal beyond
+ * any double (1e400), turned into a string literal holding its text.
+ */
 export function quoteUnsafeIntegers (text: string): string {
   const parts: string[] = []
   let copied = 0
@@ -95,7 +100,8 @@ export function quoteUnsafeIntegers (text: string): string {
       const start = i
       while (i < text.length && isNumberChar(text.charCodeAt(i))) i++
       const literal = text.slice(start, i)
-      if (LONG_INTEGER.test(literal) && !Number.isSafeInteger(Number(literal))) {
+      const number = Number(literal)
+      if ((LONG_INTEGER.test(literal) && !Number.isSafeInteger(number)) || !Number.isFinite(number)) {
         parts.push(text.slice(copied, start), '"', literal, '"')
         copied = i
       }

@@ -124,7 +124,7 @@ export async function discardWorkflow (ctx: CommandContext, workflow: string, fo
   }
   const result = await workflowQueue(ctx, workflow, () => discardQueueWork(withScripts(ctx.redis), ctx.keys, workflow, ctx.config.DEDUP_TTL))
   for (const error of result.errors) ctx.err(`error: ${error}`)
-  ctx.out(`discarded ${result.discarded} runs of ${workflow}; their rows moved on`)
+  ctx.out(`discarded ${result.discarded} runs of ${workflow} from its queue; runs of it parked in rows are given up as their turn comes; their rows moved on`)
   return result.errors.length > 0 ? 1 : 0
 }
 

@@ -26,7 +26,10 @@ export interface QueueWork {
 
 /** Records queues as known: ingest does it for every queue it adds to; workers for theirs at start. */
 export async function registerQueues (redis: Redis, keys: Keyspace, names: readonly string[]): Promise<void> {
-  if (names.length > 0) await redis.sadd(keys.queues(), ...names)
+  if (names.length === 0) return
+  await redis.sadd(keys.queues(), ...names)
+  // A worker that defines a workflow an operator once gave up brings it back.
+  await redis.srem(keys.discardedQueues(), ...names)
 }
 
 /** Says that this process consumes `names` for the next `validForMs`. */
@@ -114,11 +117,14 @@ export interface DiscardedWork {
 }
 
 /**
- * Gives up every run whose job waits in `name`'s queue: each job is removed, its run marked
- * discarded and its row moves on. Runs of the same workflow parked behind them enter the queue
- * as their turn comes, so it goes on in passes until the queue holds nothing (or `maxPasses`).
+ * Gives a workflow up: it is recorded as discarded, so that its runs parked in rows are passed
+ * over when their turn comes and changes an old replica still accepts start none; then every
+ * run whose job waits in its queue is removed, its run marked discarded and its row moves on, in
+ * passes until the queue holds nothing (or `maxPasses`). A worker that defines the workflow
+ * again brings it back.
  */
 export async function discardQueueWork (redis: ScriptedRedis, keys: Keyspace, name: string, recordTtlMs: number, maxPasses = 50): Promise<DiscardedWork> {
+  await redis.sadd(keys.discardedQueues(), name)
   const queue = new Queue(name, { connection: redis, prefix: keys.bullPrefix })
   const result: DiscardedWork = { discarded: 0, errors: [] }
   try {

@@ -109,15 +109,22 @@ export async function markBlocked (redis: ScriptedRedis, keys: Keyspace, row: st
  * failure: a head whose current job is gone (removed from the dashboard, say) is discarded and
  * the row moves on; a head whose failed step was retried is no longer counted as blocked.
  */
-export async function reconcileRows (redis: ScriptedRedis, keys: Keyspace, idleMs: number, recordTtlMs: number, limit = 500): Promise<Record<ReconcileOutcome, number>> {
-  const counts: Record<ReconcileOutcome, number> = { empty: 0, running: 0, blocked: 0, started: 0, finished: 0, discarded: 0 }
+export async function reconcileRows (redis: ScriptedRedis, keys: Keyspace, idleMs: number, recordTtlMs: number, limit = 500): Promise<Record<ReconcileOutcome, number> & { errors: string[] }> {
+  const counts = { empty: 0, running: 0, blocked: 0, started: 0, finished: 0, discarded: 0, errors: [] as string[] }
   const before = Date.now() - idleMs
   const [idle, failed] = await Promise.all([
     redis.zrangebyscore(keys.rows(), '-inf', before, 'LIMIT', 0, limit),
     // A sample, so that every blocked row is looked at in time, however many there are.
     redis.zrandmember(keys.blocked('failed'), limit) as Promise<string[]>,
   ])
-  for (const row of new Set([...idle, ...failed])) counts[await reconcileRow(redis, keys, row, recordTtlMs)]++
+  for (const row of new Set([...idle, ...failed])) {
+    try {
+      counts[await reconcileRow(redis, keys, row, recordTtlMs)]++
+    } catch (error) {
+      // One row's trouble (a queue key of the wrong type) must not hold the others up.
+      counts.errors.push(`${row}: ${(error as Error).message}`)
+    }
+  }
   return counts
 }
 
@@ -148,5 +155,10 @@ export async function discardRun (redis: ScriptedRedis, keys: Keyspace, queue: Q
     throw new Error(`job ${jobId} is ${state}: only a failed run (or any waiting run of a workflow no worker runs) can be discarded`)
   }
   await job.remove()
-  return job.data.row ? reconcileRow(redis, keys, job.data.row, recordTtlMs) : null
+  if (job.data.row) return reconcileRow(redis, keys, job.data.row, recordTtlMs)
+  // Unordered: no row moves, but the record (kept while the run was unfinished) is marked and
+  // expires, so that a retry of an earlier job of the run runs nothing and nothing is left behind.
+  const record = keys.run(job.data.run)
+  await redis.multi().hdel(record, 'cj').hset(record, 'discarded', Date.now()).pexpire(record, recordTtlMs).exec()
+  return null
 }

@@ -108,7 +108,9 @@ export function readEnvelope (body: unknown, maxMessages = Number.POSITIVE_INFIN
   }
   if (body !== null && typeof body === 'object') {
     const keys = Object.keys(body)
-    const poison = keys.find((key) => POISON_KEYS.includes(key))
+    // Only a body that claims to be a batch is judged as one: a bare message may be a row
+    // (Sequin's record_only transform) whose columns are named anything.
+    const poison = keys.includes('data') ? keys.find((key) => POISON_KEYS.includes(key)) : undefined
     if (poison !== undefined) return { ok: false, reason: `body has a "${poison}" key: not a Sequin body` }
     if (keys.length === 1 && keys[0] === 'data') {
       const data = (body as { data: unknown }).data

@@ -20,8 +20,9 @@ export function startReconciler (redis: ScriptedRedis, keys: Keyspace, intervalM
     try {
       const lock = await redis.set(`${keys.own}:reconcile-lock`, me, 'PX', intervalMs, 'NX')
       if (lock !== 'OK') return
-      const counts = await reconcileRows(redis, keys, intervalMs, recordTtlMs)
+      const { errors, ...counts } = await reconcileRows(redis, keys, intervalMs, recordTtlMs)
       if (counts.discarded > 0 || counts.started > 0) log.warn(counts, 'rows moved on: a head run whose job was removed was discarded')
+      if (errors.length > 0) log.error({ errors: errors.slice(0, 10), count: errors.length }, 'rows could not be reconciled; the others were')
       const orphaned = (await orphanedQueues(redis, keys)).map((work) => work.queue)
       const marked = await markOrphanedRows(redis, keys, orphaned)
       await clearStaleOrphans(redis, keys, new Set(orphaned))

@@ -5,7 +5,8 @@ export type Routed =
   | { ok: true, workflows: Workflow[] }
   | { ok: false, workflow: string, error: string }
 
-function tableMatches (workflow: Workflow, change: Change): boolean {
+/** Is the change of the workflow's table, whatever its action? */
+export function tableMatches (workflow: Workflow, change: Change): boolean {
   const dot = workflow.table.indexOf('.')
   if (dot === -1) return workflow.table === change.table
   return workflow.table === `${change.schema}.${change.table}`

@@ -83,8 +83,18 @@ t.test('runs of a row keyed by a workflow start in commit order, whatever the or
   t.same(executions.filter((e) => e.workflow === 'ledger-by-account').map((e) => e.key), ['42', '43', '41'], 'lsn 005, 007, 010')
 })
 
+t.test('a newer change no workflow wanted still makes an older one arriving later late', async (t) => {
+  // ledger-sync (late: 'skip') runs on updates of ledger_state; inserts start nothing.
+  t.match((await service.post({ data: [change('ledger_state', 90, 'insert', 3_000_010)] })).json(), { unmatched: 1 })
+  t.match((await service.post({ data: [change('ledger_state', 90, 'update', 3_000_005)] })).json(), { accepted: 1 })
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.same(ran('ledger-sync', '90'), [], 'the older update was skipped as late')
+  t.match((await service.post({ data: [change('ledger_state', 90, 'update', 3_000_020)] })).json(), { accepted: 1 })
+  await waitFor(() => ran('ledger-sync', '90').length === 1, 5_000, 'a newer update runs')
+})
+
 t.test('the quarantine is bounded: past QUARANTINE_LIMIT a batch with invalid messages is refused whole', async (t) => {
-  const small = await startService({ env: { QUARANTINE_LIMIT: '2', REDIS_CHECK_INTERVAL: '100ms' } })
+  const small = await startService({ env: { QUARANTINE_LIMIT: '2', MAX_BATCH_MESSAGES: '2', REDIS_CHECK_INTERVAL: '100ms' } })
   t.teardown(() => small.close())
   const invalids = [1, 2, 3].map((n) => ({ ...change('ledger', 50 + n), action: `bogus-${n}` }))
   const invalid = (n: number) => invalids[n - 1]!
@@ -112,4 +122,17 @@ t.test('the quarantine is bounded: past QUARANTINE_LIMIT a batch with invalid me
   await kept!.remove().catch(() => {})
   await (await quarantine.getJobs(['failed', 'waiting', 'active'])).at(0)?.remove().catch(() => {})
   await waitFor(async () => (await readyz()).json().warnings === undefined, 5_000, 'the warning to clear')
+})
+
+t.test('a batch larger than one script call, refused because the quarantine is full, writes nothing', async (t) => {
+  const small = await startService({ workers: false, env: { QUARANTINE_LIMIT: '400', MAX_BATCH_MESSAGES: '400' } })
+  t.teardown(() => small.close())
+  const junk = (n: number) => ({ not: 'a sequin message', n })
+  t.match((await small.post({ data: Array.from({ length: 400 }, (_, i) => junk(i)) })).json(), { quarantined: 400 })
+  const valid = Array.from({ length: 300 }, (_, i) => change('content', 95_000 + i))
+  const refused = await small.post({ data: [junk(400), ...valid] })
+  t.equal(refused.statusCode, 422)
+  t.match(refused.json(), { code: 'CF_QUARANTINE_FULL', message: /holds 400 messages/ })
+  t.same(await small.redis.keys(`{${small.config.REDIS_PREFIX}}:_cf:seen:*`), [], 'no change of the refused batch was marked seen')
+  t.equal(await small.queue('content-echo').count(), 0, 'and no job of it was added, in any of its script calls')
 })

@@ -41,7 +41,8 @@ t.test('npm start: generates a token, runs a fixture through to completed steps,
   const port = await freePort()
   const service = start('start', { REDIS_URL: redis.url, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir })
   t.teardown(() => service.kill('SIGKILL'))
-  await waitFor(() => service.output().includes('Server listening'), 15_000, 'the server to listen')
+  // The banner goes to stderr after listening: wait for its last line, the dashboard's.
+  await waitFor(() => service.output().includes('/admin/queues (user'), 15_000, 'the server to listen and print its banner')
 
   const token = readFileSync(join(dataDir, 'webhook-token'), 'utf8').trim()
   t.match(service.output(), token, 'the generated token is printed for the newcomer')

@@ -109,7 +109,7 @@ t.test('webhook: every outcome of ingest that is not accepted', async (t) => {
     [{ kind: 'bad-envelope', reason: '"data" must be a non-empty array' }, 400, 'CF_BAD_ENVELOPE'],
     [{ kind: 'too-many-messages', count: 1001, limit: 1000 }, 413, 'CF_TOO_MANY_MESSAGES'],
     [{ kind: 'rejected', errors: rejection }, 422, 'CF_INVALID_MESSAGES'],
-    [{ kind: 'quarantine-full', limit: 10_000, errors: rejection }, 422, 'CF_QUARANTINE_FULL'],
+    [{ kind: 'quarantine-full', held: 9_999, limit: 10_000, errors: rejection }, 422, 'CF_QUARANTINE_FULL'],
     [{ kind: 'unavailable', reason: 'redis too slow' }, 503, 'CF_UNAVAILABLE'],
   ] as Array<[IngestOutcome, number, string]>
   const bodies: Record<string, Record<string, unknown>> = {}
@@ -122,7 +122,7 @@ t.test('webhook: every outcome of ingest that is not accepted', async (t) => {
   t.match(bodies['too-many-messages']!.message, /1001 messages.*at most 1000 \(MAX_BATCH_MESSAGES\)/)
   t.same(bodies.rejected!.messages, rejection, 'rejected lists the invalid messages')
   t.same(bodies['quarantine-full']!.messages, rejection, 'quarantine-full lists them too')
-  t.match(bodies['quarantine-full']!.message, /10000 messages, QUARANTINE_LIMIT.*[Rr]edrive.*remove them/, 'and tells the operator what to do')
+  t.match(bodies['quarantine-full']!.message, /holds 9999 messages \(QUARANTINE_LIMIT 10000\).*[Rr]edrive.*remove them/, 'and tells the operator what to do')
   t.match(bodies.unavailable!.message, 'redis too slow', 'an expected 503 keeps our reason')
   t.ok(logs.some((line) => line.includes('"level":40') && line.includes('answered 503')), 'expected 503s are logged as warnings')
 })

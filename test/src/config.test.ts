@@ -120,4 +120,16 @@ t.test('batch and quarantine bounds', async (t) => {
   t.equal(loadConfig({}).QUARANTINE_LIMIT, 10_000)
   configError(t, { MAX_BATCH_MESSAGES: '0' }, 'MAX_BATCH_MESSAGES')
   configError(t, { QUARANTINE_LIMIT: '-1' }, 'QUARANTINE_LIMIT')
+  configError(t, { QUARANTINE_LIMIT: '2' }, 'QUARANTINE_LIMIT')
+  t.equal(loadConfig({ QUARANTINE_LIMIT: '2', MAX_BATCH_MESSAGES: '2' }).QUARANTINE_LIMIT, 2,
+    'a batch of invalid messages always fits an empty quarantine')
+})
+
+t.test('durations that can never work are refused: Redis refuses PX 0, a zero timer spins', async (t) => {
+  configError(t, { DEDUP_TTL: '0', KEEP_COMPLETED_AGE: '0' }, 'DEDUP_TTL')
+  configError(t, { DEDUP_TTL: '0.4ms', KEEP_COMPLETED_AGE: '0' }, 'DEDUP_TTL')
+  for (const key of ['ENQUEUE_TIMEOUT', 'LOCK_DURATION', 'STALLED_INTERVAL', 'RECONCILE_INTERVAL', 'REDIS_CHECK_INTERVAL']) {
+    configError(t, { [key]: '0' }, key)
+  }
+  t.equal(loadConfig({ STEP_BACKOFF: '0', SHUTDOWN_GRACE: '0', KEEP_COMPLETED_AGE: '0' }).STEP_BACKOFF, 0, 'where 0 means something, it is allowed')
 })

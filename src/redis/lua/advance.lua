@@ -5,7 +5,7 @@
 -- KEYS[1]: the run's record
 -- ARGV: bull, own, index, result JSON, record ttl ms, now, run, queue, row ('' if unordered),
 --       then for the next step (absent when this was the last): job id, name, data, opts JSON.
-BULL, OWN = ARGV[1], ARGV[2]
+BULL, OWN, RECORD_TTL = ARGV[1], ARGV[2], ARGV[5]
 local key = KEYS[1]
 local field = 'r' .. ARGV[3]
 if rcall('HEXISTS', key, field) == 1 or rcall('HEXISTS', key, 'discarded') == 1 then return 0 end

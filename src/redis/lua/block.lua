@@ -12,5 +12,7 @@ local headQueue, run, firstJob = parseEntry(head)
 if headQueue ~= name then return 0 end
 local current = rcall('HGET', runKey(run), 'cj') or firstJob
 if current ~= jobId then return 0 end
+-- A row counts once: a failed head whose workflow then lost its workers stays `failed`.
+if reason == 'orphaned' and rcall('ZSCORE', OWN .. ':blocked:failed', row) then return 0 end
 rcall('ZADD', OWN .. ':blocked:' .. reason, 'NX', ARGV[7], row)
 return 1

@@ -10,10 +10,12 @@
 --   changes: { { id = change id, version = { lsn, idx } (canonical decimal text; absent on
 --              reads), jobs = { job, ... } } }, in commit order
 --   quarantine: { job, ... }
+--   positions: { { row = primary-key row, version = { lsn, idx } }, ... } of unmatched changes
 --   job: { queue, id, name, data = ARGV index of its data, opts = index in opts, run, row (the
 --          row whose queue it joins), pkRow (its primary-key row, for late detection; absent
 --          for tables without a primary key), ordered, skipLate }
--- Returns: one flag a change (1 accepted, 0 duplicate), then jobs added, late runs, skipped runs;
+-- Returns: one flag a change (1 accepted, 0 duplicate), then jobs added, late runs, skipped runs,
+--   runs dropped because their workflow was given up (discard-workflow);
 --   or { -1, held } when the quarantine cannot take this batch's new messages: nothing written.
 local plan = cjson.decode(ARGV[1])
 BULL, OWN = plan.bull, plan.own
@@ -31,7 +33,7 @@ if #plan.quarantine > 0 then
 end
 if #plan.queues > 0 then rcall('SADD', OWN .. ':queues', unpack(plan.queues)) end
 
-local added, late, skipped = 0, 0, 0
+local added, late, skipped, dropped = 0, 0, 0, 0
 local function add(job)
   addJob(queue(job.queue), job.id, job.name, ARGV[job.data], plan.opts[job.opts], now)
   added = added + 1
@@ -82,7 +84,11 @@ for i, change in ipairs(plan.changes) do
   local fresh = 0
   if rcall('SET', OWN .. ':seen:' .. change.id, now, 'NX', 'PX', plan.ttl) then
     for _, job in ipairs(change.jobs) do
-      if not known(job) then
+      if isDiscardedQueue(job.queue) then
+        -- An old replica, still accepting for a workflow an operator gave up: not started.
+        fresh = 1
+        dropped = dropped + 1
+      elseif not known(job) then
         fresh = 1
         local lateRun = job.pkRow ~= nil and isLate(job.pkRow, change.version)
         if lateRun and job.skipLate then
@@ -97,8 +103,11 @@ for i, change in ipairs(plan.changes) do
   flags[i] = fresh
 end
 for _, job in ipairs(plan.quarantine) do add(job) end
+-- A newer change no workflow wanted is still its row's newest: an older one arriving later is late.
+for _, position in ipairs(plan.positions) do isLate(position.row, position.version) end
 
 flags[#flags + 1] = added
 flags[#flags + 1] = late
 flags[#flags + 1] = skipped
+flags[#flags + 1] = dropped
 return flags

@@ -91,14 +91,53 @@ local function quarantineSize()
 end
 
 -- Starts a row's head run: adds its parked first job. A run with nothing parked stays as it is.
+-- A run's record after it was given up: what a retried job of it finds, so that it runs nothing.
+-- RECORD_TTL (ms) is set by the scripts that may give runs up.
+local RECORD_TTL
+local function markDiscarded(run, now)
+  local key = runKey(run)
+  rcall('HDEL', key, 'cj', 'pj', 'pn', 'pd', 'po')
+  rcall('HSET', key, 'discarded', now)
+  if RECORD_TTL then rcall('PEXPIRE', key, RECORD_TTL) end
+end
+
+-- A workflow an operator gave up (discard-workflow): its runs are not started any more.
+local function isDiscardedQueue(name)
+  return rcall('SISMEMBER', OWN .. ':discarded-queues', name) == 1
+end
+
+-- Starts a row's head run: adds its parked first job. Returns 'started', 'waiting' (nothing
+-- parked: it runs already) or 'discarded' (its workflow was given up: marked, not started).
 local function startRun(entry, now)
   local name, run = parseEntry(entry)
   local key = runKey(run)
   local parked = rcall('HMGET', key, 'pj', 'pn', 'pd', 'po')
-  if not parked[1] then return false end
+  if not parked[1] then return 'waiting' end
+  if isDiscardedQueue(name) then
+    markDiscarded(run, now)
+    return 'discarded'
+  end
   addJob(queue(name), parked[1], parked[2], parked[3], parked[4], now)
   rcall('HDEL', key, 'pj', 'pn', 'pd', 'po')
-  return true
+  return 'started'
+end
+
+-- The row's head left: start the next run, passing over (and dropping) runs of workflows that
+-- were given up. At most a thousand per call, so that a script stays short; the reconciler
+-- carries on with what is left.
+local function startNext(row, now)
+  local rq = OWN .. ':rowq:' .. row
+  for _ = 1, 1000 do
+    local nextEntry = rcall('LINDEX', rq, 0)
+    if not nextEntry then break end
+    if startRun(nextEntry, now) ~= 'discarded' then break end
+    rcall('LPOP', rq)
+  end
+  if rcall('LLEN', rq) > 1 then
+    rcall('ZADD', OWN .. ':rows', now, row)
+  else
+    rcall('ZREM', OWN .. ':rows', row)
+  end
 end
 
 -- The run (`<queue>/<run>/`) leaves its row; the row's next run, if any, starts.
@@ -117,11 +156,5 @@ local function leaveRow(row, runPrefix, now)
   if following then queue((parseEntry(following))) end -- checked before anything is written
   rcall('LPOP', rq)
   unblock(row)
-  local nextEntry = rcall('LINDEX', rq, 0)
-  if rcall('LLEN', rq) > 1 then
-    rcall('ZADD', OWN .. ':rows', now, row)
-  else
-    rcall('ZREM', OWN .. ':rows', row)
-  end
-  if nextEntry then startRun(nextEntry, now) end
+  startNext(row, now)
 end

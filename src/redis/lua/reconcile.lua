@@ -6,7 +6,7 @@
 -- KEYS[1]: the rows index; ARGV: bull, own, row, now, record ttl ms
 -- Returns: 'empty', 'running', 'blocked' (its current step failed for good and waits for an
 -- operator), 'started' (a parked head was started), 'finished' or 'discarded'.
-BULL, OWN = ARGV[1], ARGV[2]
+BULL, OWN, RECORD_TTL = ARGV[1], ARGV[2], ARGV[5]
 local row, now = ARGV[3], tonumber(ARGV[4])
 local head = rcall('LINDEX', OWN .. ':rowq:' .. row, 0)
 if not head then
@@ -18,8 +18,12 @@ local name, run, firstJob = parseEntry(head)
 local key = runKey(run)
 local state = rcall('HMGET', key, 'cj', 'done', 'pj', 'discarded')
 if state[3] then
-  startRun(head, now)
-  return 'started'
+  if startRun(head, now) == 'started' then return 'started' end
+  -- Its workflow was given up: it leaves, and the row's next run starts.
+  rcall('LPOP', OWN .. ':rowq:' .. row)
+  unblock(row)
+  startNext(row, now)
+  return 'discarded'
 end
 -- The current job: the first one until the run advanced past it.
 local current = state[1] or firstJob
@@ -38,7 +42,5 @@ end
 leaveRow(row, name .. '/' .. run .. '/', now)
 if ended or completed then return 'finished' end
 -- Given up, and marked so: a retry of one of its jobs from the dashboard must not revive it.
-rcall('HDEL', key, 'cj')
-rcall('HSET', key, 'discarded', now)
-rcall('PEXPIRE', key, ARGV[5])
+markDiscarded(run, now)
 return 'discarded'

@@ -1,7 +1,7 @@
 import { randomBytes, randomInt } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import t from 'tap'
-import { changeId, idempotencyKey, quarantineJobId, runId, stepJobId } from '../../../src/ingest/identity.ts'
+import { changeId, idempotencyKey, quarantineJobId, rowId, runId, stepJobId } from '../../../src/ingest/identity.ts'
 import { parseMessage, type SequinMetadata } from '../../../src/sequin/message.ts'
 
 const body = JSON.parse(readFileSync(new URL('../../fixtures/batch-orders-update-paid.json', import.meta.url), 'utf8'))
@@ -89,4 +89,10 @@ t.test('quarantineJobId is deterministic', async (t) => {
   t.notMatch(id, /:/)
   t.match(id, /^[A-Za-z0-9._-]+$/)
   t.notMatch(quarantineJobId('12345'), /^\d+$/)
+})
+
+t.test('a row of "a.b"."c" is not a row of "a"."b.c"', async (t) => {
+  t.not(rowId('db', 'a.b', 'c', 'pk', ['1']), rowId('db', 'a', 'b.c', 'pk', ['1']))
+  t.equal(rowId('db', 'public', 'orders', 'pk', ['1']), rowId('db', 'public', 'orders', 'pk', ['1']))
+  t.not(rowId('db', 'public', 'orders', 'pk', ['1']), rowId('db', 'public', 'orders', 'key', ['1']))
 })

@@ -56,7 +56,7 @@ t.test('a matched change yields one job per matched workflow', async (t) => {
     stepIndex: 0,
     run: runId(change, 'order-paid'),
     changeId: change,
-    row: rowId('8b2f5c1e-3d4a-4f6b-9c7d-1a2b3c4d5e6f', 'public.orders', 'pk', ['1001']),
+    row: rowId('8b2f5c1e-3d4a-4f6b-9c7d-1a2b3c4d5e6f', 'public', 'orders', 'pk', ['1001']),
     table: 'public.orders',
     key: ['1001'],
     action: 'update',

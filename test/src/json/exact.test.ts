@@ -55,3 +55,9 @@ t.test('previewJson: a readable, bounded excerpt of anything', async (t) => {
   t.ok(previewJson({ s: 'x'.repeat(100_000) }, 1_000).length < 1_100, 'cut at maxChars')
   t.match(previewJson({ s: 'x'.repeat(2_000) }, 1_000), /more characters\)$/)
 })
+
+t.test('numbers beyond any double keep their text: JSON.parse makes them Infinity (and JSON.stringify null)', async (t) => {
+  const huge = `1${'0'.repeat(400)}`
+  t.same(parseExactJson(`{"n":${huge},"m":-${huge},"e":1e400,"small":7}`).value, { n: huge, m: `-${huge}`, e: '1e400', small: 7 })
+  t.same(parseExactJson(`[${huge}]`).value, [huge], 'alone in the body too, with no other large integer to set it off')
+})

@@ -125,6 +125,11 @@ t.test('readEnvelope', async (t) => {
     const envelope = readEnvelope(JSON.parse(`{"data":[],"${key}":{}}`))
     t.match(envelope, { ok: false, reason: new RegExp(key) }, `a body-level ${key} key is not a Sequin body`)
   }
+  for (const row of ['{"id":1,"prototype":true}', '{"id":2,"constructor":"ACME builders"}']) {
+    const body = JSON.parse(row)
+    t.strictSame(readEnvelope(body), { ok: true, batched: false, messages: [body] },
+      `a bare body (a record_only row) may have a ${Object.keys(body)[1]} column: one message, judged by the schema`)
+  }
 
   for (const body of ['text', 42, null]) {
     t.strictSame(readEnvelope(body), { ok: true, batched: false, messages: [body] }, `${JSON.stringify(body)} is one message`)
