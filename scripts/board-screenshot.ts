@@ -32,7 +32,7 @@ const prefix = `shot-${randomBytes(5).toString('hex')}`
 const token = randomBytes(24).toString('base64url')
 const credentials = { username: 'admin', password: randomBytes(12).toString('base64url') }
 const HOST = 'changeflow.test'
-const ERROR_TEXT = 'record: Invalid input: expected record, received string'
+const ERROR_TEXT = 'record: expected an object'
 
 const fixture = (name: string) => readFileSync(`${root}test/fixtures/${name}.json`, 'utf8')
 
