@@ -4,7 +4,7 @@ import { commitPlan } from '../src/ingest/commit.ts'
 import { createIngest, type Counts } from '../src/ingest/ingest.ts'
 import { createJobOptions } from '../src/ingest/job-options.ts'
 import { planBatch, type BatchPlan } from '../src/ingest/plan.ts'
-import { Keyspace } from '../src/keys.ts'
+import { Keyspace, Layout } from '../src/keys.ts'
 import { Metrics } from '../src/metrics.ts'
 import type { ScriptedRedis } from '../src/redis/scripts.ts'
 import type { Web } from '../src/runtime/services.ts'
@@ -56,7 +56,7 @@ async function measureIngest (ctx: Context, web: Web, bare: Queue): Promise<stri
   const keys = new Keyspace(prefix)
   const jobOptions = createJobOptions(workflows, config)
   const stepOpts = JSON.parse(jobOptions.step(WORKFLOW, 'noop')) as Record<string, unknown>
-  const ingest = createIngest({ redis: web.redis as ScriptedRedis, keys, workflows, jobOptions, config, metrics: new Metrics({ defaultMetrics: false }) })
+  const ingest = createIngest({ redis: web.redis as ScriptedRedis, layout: new Layout(prefix), workflows, jobOptions, config, metrics: new Metrics({ defaultMetrics: false }) })
   const quiet = { warn: () => {}, error: () => {} }
   // A quarter-size warm-up: enough for the JIT to settle on BullMQ's and changeflow's hot paths.
   const count = (warmUp: boolean) => warmUp ? Math.min(settings.batches, Math.max(20, Math.round(settings.batches / 4))) : settings.batches

@@ -22,6 +22,24 @@ export interface BoardOptions {
    * removed): called once with a function that adds each to the board, marked as such.
    */
   onForeignQueue?: (add: (queue: Queue) => void) => void
+  /**
+   * With several shards a workflow has a queue in each: its shard number, so that the board
+   * names them `<workflow>.s<shard>` and groups them under the workflow. Undefined: one shard.
+   */
+  shardOf?: (queue: Queue) => number | undefined
+}
+
+/** A queue of one shard: named after its shard too, as board names must be unique. */
+class ShardQueueAdapter extends BullMQAdapter {
+  readonly #suffix: string
+  constructor (queue: Queue, options: ConstructorParameters<typeof BullMQAdapter>[1], shard: number) {
+    super(queue, { ...options, delimiter: '.' })
+    this.#suffix = `.s${shard}`
+  }
+
+  override getName (): string {
+    return `${super.getName()}${this.#suffix}`
+  }
 }
 
 export const BOARD_BASE_PATH = '/admin/queues'
@@ -65,8 +83,13 @@ const board: FastifyPluginAsync<BoardOptions> = async (app, options) => {
 
   const serverAdapter = new FastifyAdapter()
   serverAdapter.setBasePath(basePath)
+  const adapter = (queue: Queue, described: { displayName: string, description: string }) => {
+    const shard = options.shardOf?.(queue)
+    const adapterOptions = { readOnlyMode: options.readOnly, ...described }
+    return shard === undefined ? new BullMQAdapter(queue, adapterOptions) : new ShardQueueAdapter(queue, adapterOptions, shard)
+  }
   const bullBoard = createBullBoard({
-    queues: options.queues.map((queue) => new BullMQAdapter(queue, { readOnlyMode: options.readOnly, ...describe(queue) })),
+    queues: options.queues.map((queue) => adapter(queue, describe(queue))),
     serverAdapter,
     options: {
       uiConfig: {
@@ -81,7 +104,7 @@ const board: FastifyPluginAsync<BoardOptions> = async (app, options) => {
   // a 5xx. Its API's expected answers, such as an unknown queue, keep its shape: its UI reads them.
   serverAdapter.setErrorHandler((error) => { throw error })
   options.onForeignQueue?.((queue) => {
-    bullBoard.addQueue(new BullMQAdapter(queue, { readOnlyMode: options.readOnly, ...describeForeign(queue) }))
+    bullBoard.addQueue(adapter(queue, describeForeign(queue)))
   })
 
   // onRequest: before the body is read, so an unauthenticated client cannot make us parse it.

@@ -36,6 +36,8 @@ const size = z.string().trim().toLowerCase().transform((text, ctx) => {
 })
 
 const list = z.string().transform((text) => text.split(',').map((item) => item.trim()).filter(Boolean))
+const hostPort = /^(\[[0-9a-fA-F:]+\]|[^\s:]+):(\d{1,5})$/
+const nodes = list.pipe(z.array(z.string().regex(hostPort, 'expected host:port')).min(1, 'expected at least one host:port'))
 const bool = z.enum(['true', 'false', '1', '0']).transform((text) => text === 'true' || text === '1')
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z.string().trim().regex(/^\d+$/, 'expected a whole number').transform(Number).pipe(z.number().int().min(min).max(max))
@@ -46,6 +48,10 @@ const envSchema = z.object({
   PORT: int(0, 65535).default(3000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   REDIS_URL: z.string().url().optional(),
+  REDIS_CLUSTER_NODES: nodes.optional(),
+  REDIS_SHARDS: int(1, 1024).default(1),
+  REDIS_WAIT_REPLICAS: int(0, 16).default(0),
+  REDIS_WAIT_TIMEOUT: positive('ms').default(1_000),
   REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, _ and - only').default('changeflow'),
   SEQUIN_WEBHOOK_TOKENS: list.default([]),
   JOBS_DIR: z.string().default(`${projectRoot}jobs`),
@@ -57,6 +63,7 @@ const envSchema = z.object({
   QUARANTINE_LIMIT: int(1).default(10_000),
   MAX_BATCH_MESSAGES: int(1, 100_000).default(1_000),
   WORKER_CONCURRENCY: int(1).default(8),
+  WORKER_SHARDS: list.pipe(z.array(z.string().regex(/^\d+$/, 'expected shard numbers').transform(Number))).optional(),
   STEP_ATTEMPTS: int(1).default(5),
   STEP_BACKOFF: duration('ms').default(1_000),
   KEEP_COMPLETED: int(0).default(1_000),
@@ -91,6 +98,14 @@ function contradictions (config: z.infer<typeof envSchema>, env: Record<string, 
   if (config.QUARANTINE_LIMIT < config.MAX_BATCH_MESSAGES) {
     problems.push(`  QUARANTINE_LIMIT: ${config.QUARANTINE_LIMIT} is below MAX_BATCH_MESSAGES (${config.MAX_BATCH_MESSAGES}): ` +
       'a batch of invalid messages larger than the quarantine could never be taken, and Sequin would retry it forever')
+  }
+  if (config.REDIS_WAIT_REPLICAS > 0 && config.REDIS_WAIT_TIMEOUT >= config.ENQUEUE_TIMEOUT) {
+    problems.push(`  REDIS_WAIT_TIMEOUT: ${config.REDIS_WAIT_TIMEOUT} ms is not below ENQUEUE_TIMEOUT (${config.ENQUEUE_TIMEOUT} ms): ` +
+      'the wait for replicas is part of the enqueue and must fit in it')
+  }
+  const outside = (config.WORKER_SHARDS ?? []).filter((shard) => shard >= config.REDIS_SHARDS)
+  if (outside.length > 0) {
+    problems.push(`  WORKER_SHARDS: ${outside.join(', ')} not below REDIS_SHARDS (${config.REDIS_SHARDS}): shards are numbered from 0`)
   }
   if (env.WORKER_METRICS_PORT !== undefined) {
     problems.push('  WORKER_METRICS_PORT: renamed METRICS_PORT (it now serves /metrics for web processes too)')

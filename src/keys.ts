@@ -1,11 +1,12 @@
 import { QueueKeys } from 'bullmq'
+import calculateSlot from 'cluster-key-slot'
 
 export const QUARANTINE_QUEUE = 'quarantine'
 
 /**
- * Every key lives under one hash tag, `{<prefix>}`, so each multi-key script touches a single
- * Redis Cluster slot. BullMQ's queues use the same tag as their prefix. The Lua scripts build
- * the same names (see lua/prelude.lua).
+ * The keys of one shard: every key lives under one hash tag, `{<tag>}`, so each multi-key script
+ * touches a single Redis Cluster slot. BullMQ's queues use the same tag as their prefix. The Lua
+ * scripts build the same names (see lua/prelude.lua). With one shard the tag is REDIS_PREFIX.
  */
 export class Keyspace {
   readonly bullPrefix: string
@@ -13,8 +14,8 @@ export class Keyspace {
   readonly own: string
   readonly #queueKeys: QueueKeys
 
-  constructor (prefix: string) {
-    this.bullPrefix = `{${prefix}}`
+  constructor (tag: string) {
+    this.bullPrefix = `{${tag}}`
     this.own = `${this.bullPrefix}:_cf`
     this.#queueKeys = new QueueKeys(this.bullPrefix)
   }
@@ -37,6 +38,11 @@ export class Keyspace {
 
   rowQueue (rowId: string): string {
     return `${this.own}:rowq:${rowId}`
+  }
+
+  /** The shard's data-loss marker: written once, never expired; gone means Redis lost data. */
+  tripwire (): string {
+    return `${this.own}:tripwire`
   }
 
   /** Rows with a run waiting behind another, scored by when their head last moved. */
@@ -70,3 +76,63 @@ export class Keyspace {
 
 export const BLOCK_REASONS = ['failed', 'orphaned'] as const
 export type BlockReason = (typeof BLOCK_REASONS)[number]
+
+/** Redis Cluster's slots: a key's slot is CRC16 of its hash tag, modulo this. */
+const SLOTS = 16_384
+
+/**
+ * The hash tags of `count` shards. One shard keeps the historical layout, `{prefix}`. Several
+ * shards get tags chosen so that their slots spread evenly over the slot space: shard i's slot
+ * lies in the i-th of `count` equal slices, so with masters owning equal slot ranges (as
+ * `redis-cli --cluster create` makes them) and `count` a multiple of the masters, each master
+ * holds as many shards as the others.
+ */
+export function shardTags (prefix: string, count: number): string[] {
+  if (count === 1) return [prefix]
+  return Array.from({ length: count }, (_, shard) => {
+    const from = Math.floor((shard * SLOTS) / count)
+    const to = Math.floor(((shard + 1) * SLOTS) / count)
+    for (let k = 0; ; k++) {
+      const tag = `${prefix}-s${shard}-${k}`
+      const slot = keySlot(`{${tag}}`)
+      if (slot >= from && slot < to) return tag
+    }
+  })
+}
+
+export function keySlot (key: string): number {
+  return calculateSlot(key)
+}
+
+/**
+ * Where a change's keys live. Every key of one shard shares its hash tag, so each script touches
+ * one Cluster slot; a row (and with it its dedup marks, late-detection state, queue and runs'
+ * jobs) lives in the shard its identity picks. Shard 0 also holds what is one per keyspace: the
+ * quarantine, the queue registry, worker heartbeats and discarded workflows. The layout itself
+ * is recorded under `{prefix}`, whatever the count.
+ */
+export class Layout {
+  readonly shards: readonly Keyspace[]
+  readonly prefix: string
+
+  constructor (prefix: string, count = 1) {
+    this.prefix = prefix
+    this.shards = shardTags(prefix, count).map((tag) => new Keyspace(tag))
+  }
+
+  get home (): Keyspace {
+    return this.shards[0]!
+  }
+
+  /** The shard of an identity (a row id, or a change id for a change without a row): a digest. */
+  shardOf (id: string): number {
+    if (this.shards.length === 1) return 0
+    // Ids are base64url digests: their first 32 bits (6 characters) are as good as any hash of them.
+    return Buffer.from(id.slice(0, 6).padEnd(6, 'A'), 'base64url').readUInt32BE(0) % this.shards.length
+  }
+
+  /** Where the record of the layout lives: fixed, so that a different shard count is noticed. */
+  recordKey (): string {
+    return `{${this.prefix}}:_cf:layout`
+  }
+}

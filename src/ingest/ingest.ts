@@ -1,12 +1,13 @@
 import type { Logger } from 'pino'
 import type { Config } from '../config.ts'
-import type { Keyspace } from '../keys.ts'
+import type { Layout } from '../keys.ts'
 import type { Metrics } from '../metrics.ts'
 import type { ScriptedRedis } from '../redis/scripts.ts'
 import { MAX_JSON_DEPTH, parseExactJson, type ParsedJson } from '../json/exact.ts'
 import { readEnvelope } from '../sequin/message.ts'
 import type { Workflow } from '../workflows/define.ts'
-import { commitPlan, type Committed } from './commit.ts'
+import type { Committed } from './commit.ts'
+import { commitBatch, ReplicationError } from './shards.ts'
 import { planBatch, type BatchPlan, type JobOptions, type Rejection } from './plan.ts'
 
 export interface Counts {
@@ -37,15 +38,18 @@ export interface Ingest {
 
 export interface IngestDeps {
   redis: ScriptedRedis
-  keys: Keyspace
+  layout: Layout
   workflows: readonly Workflow[]
   jobOptions: JobOptions
-  config: Pick<Config, 'DEDUP_TTL' | 'ENQUEUE_TIMEOUT' | 'INVALID_MESSAGES' | 'MAX_BATCH_MESSAGES' | 'QUARANTINE_LIMIT'>
+  config: Pick<Config, 'DEDUP_TTL' | 'ENQUEUE_TIMEOUT' | 'INVALID_MESSAGES' | 'MAX_BATCH_MESSAGES' | 'QUARANTINE_LIMIT' | 'REDIS_WAIT_REPLICAS' | 'REDIS_WAIT_TIMEOUT'>
   metrics: Metrics
 }
 
 class Deadline extends Error {}
 
+// A cluster failing over or moving slots: a script that met a slot in motion stopped before its
+// first new key, and the redelivery completes it.
+const CLUSTER_TROUBLE = /TRYAGAIN|non local key|cluster is down|Failed to refresh slots cache|None of startup nodes is available|Too many Cluster redirections/
 const CONNECTION_TROUBLE = /Connection is closed|enableOfflineQueue|Stream isn't writeable|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|LOADING|MASTERDOWN|READONLY|NOREPLICAS|CLUSTERDOWN/
 
 /**
@@ -54,10 +58,12 @@ const CONNECTION_TROUBLE = /Connection is closed|enableOfflineQueue|Stream isn't
  */
 function unavailability (error: unknown, redis: ScriptedRedis): string | null {
   if (error instanceof Deadline) return 'redis too slow'
+  if (error instanceof ReplicationError) return `not replicated in time: ${error.message}`
   const message = (error as Error)?.message ?? ''
   // maxmemory reached under noeviction: the script is refused before it writes anything.
   if (message.startsWith('OOM ')) return 'redis out of memory (maxmemory)'
-  if (redis.status !== 'ready' || (error as Error)?.name === 'MaxRetriesPerRequestError' || CONNECTION_TROUBLE.test(message)) {
+  if (redis.status !== 'ready' || (error as Error)?.name === 'MaxRetriesPerRequestError' || (error as Error)?.name === 'ClusterAllFailedError' ||
+    CONNECTION_TROUBLE.test(message) || CLUSTER_TROUBLE.test(message)) {
     return 'redis unavailable'
   }
   return null
@@ -87,7 +93,8 @@ function count (metrics: Metrics, plan: BatchPlan, committed: Written): void {
   if (committed.skipped > 0) metrics.lateRuns.inc({ outcome: 'skipped' }, committed.skipped)
 }
 
-export function createIngest ({ redis, keys, workflows, jobOptions, config, metrics }: IngestDeps): Ingest {
+export function createIngest ({ redis, layout, workflows, jobOptions, config, metrics }: IngestDeps): Ingest {
+  const replication = { replicas: config.REDIS_WAIT_REPLICAS, timeoutMs: config.REDIS_WAIT_TIMEOUT }
   const warnedTables = new Set<string>()
 
   return async function ingest (text, log) {
@@ -118,7 +125,7 @@ export function createIngest ({ redis, keys, workflows, jobOptions, config, metr
     let committed: Committed
     const limits = { dedupTtlMs: config.DEDUP_TTL, quarantineLimit: config.QUARANTINE_LIMIT }
     try {
-      committed = await withDeadline(commitPlan(redis, keys, plan, limits, now.getTime()), config.ENQUEUE_TIMEOUT)
+      committed = await withDeadline(commitBatch(redis, layout, plan, limits, now.getTime(), replication), config.ENQUEUE_TIMEOUT)
     } catch (error) {
       // Whether or not the script ran, Sequin's redelivery completes the batch without doubles.
       const reason = unavailability(error, redis)

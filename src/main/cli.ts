@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis'
+import { Cluster, Redis, type RedisOptions } from 'ioredis'
 import { ConfigError, DEFAULT_REDIS_URL as DEFAULT_REDIS, loadConfig } from '../config.ts'
 import { runCli } from '../operations/cli.ts'
 
@@ -14,13 +14,17 @@ async function main (): Promise<number> {
   }
   // Lazy, so help and usage errors need no Redis; an unreachable Redis ends the connection after a
   // few attempts, so commands fail with its error instead of waiting (BullMQ waits for 'ready' or 'end').
-  const redis = new Redis(config.REDIS_URL ?? DEFAULT_REDIS, {
+  const options: RedisOptions = {
     lazyConnect: true,
     maxRetriesPerRequest: 1,
     connectTimeout: 5_000,
     connectionName: 'changeflow-cli',
     retryStrategy: (attempt) => (attempt > 2 ? null : attempt * 250),
-  })
+  }
+  const nodes = config.REDIS_CLUSTER_NODES?.map((node) => ({ host: node.slice(0, node.lastIndexOf(':')), port: Number(node.slice(node.lastIndexOf(':') + 1)) }))
+  const redis = nodes
+    ? new Cluster(nodes, { lazyConnect: true, redisOptions: options, clusterRetryStrategy: (attempt) => (attempt > 2 ? null : attempt * 250) })
+    : new Redis(config.REDIS_URL ?? DEFAULT_REDIS, options)
   // Connection errors reach the command that needed Redis, which reports them; no unhandled event.
   redis.on('error', () => {})
   try {

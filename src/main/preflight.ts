@@ -3,7 +3,7 @@ import { TOKEN_REQUIRED } from '../runtime/tokens.ts'
 import type { Role } from './run.ts'
 
 type PreflightConfig = Pick<Config,
-  'NODE_ENV' | 'REDIS_URL' | 'SEQUIN_WEBHOOK_TOKENS' | 'METRICS_TOKEN' | 'METRICS_PORT' | 'PORT'>
+  'NODE_ENV' | 'REDIS_URL' | 'REDIS_CLUSTER_NODES' | 'SEQUIN_WEBHOOK_TOKENS' | 'METRICS_TOKEN' | 'METRICS_PORT' | 'PORT'>
 
 /**
  * What a role needs before it starts anything, every problem at once: production says where
@@ -14,8 +14,8 @@ export function preflight (config: PreflightConfig, role: Role): void {
   const problems: string[] = []
   const production = config.NODE_ENV === 'production'
   const serves = role !== 'worker'
-  if (production && !config.REDIS_URL) {
-    problems.push('REDIS_URL is required with NODE_ENV=production: changeflow neither falls back to 127.0.0.1:6379 ' +
+  if (production && !config.REDIS_URL && !config.REDIS_CLUSTER_NODES) {
+    problems.push('REDIS_URL (or REDIS_CLUSTER_NODES) is required with NODE_ENV=production: changeflow neither falls back to 127.0.0.1:6379 ' +
       'nor starts a private redis-server in production. Point every web and worker process at your Redis, ' +
       'e.g. REDIS_URL=redis://redis.internal:6379')
   }

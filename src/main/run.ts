@@ -1,11 +1,14 @@
 import { join } from 'node:path'
 import closeWithGrace from 'close-with-grace'
-import { ConfigError, DEFAULT_REDIS_URL as DEFAULT_REDIS, loadConfig } from '../config.ts'
+import type { Logger } from 'pino'
+import { ConfigError, DEFAULT_REDIS_URL as DEFAULT_REDIS, loadConfig, type Config } from '../config.ts'
 import { createLogger } from '../logger.ts'
-import { redisAnswers } from '../redis/connection.ts'
+import { Layout } from '../keys.ts'
+import { createRedis, redisAnswers, waitUntilReady } from '../redis/connection.ts'
+import { LayoutError, recordLayout } from '../redis/layout.ts'
 import { RedisNotFoundError, startEmbeddedRedis, type EmbeddedRedis } from '../redis/embedded.ts'
 import { Metrics } from '../metrics.ts'
-import { createWeb, createWorker } from '../runtime/services.ts'
+import { createWeb, createWorker, redisTarget } from '../runtime/services.ts'
 import { startMetricsHttp } from '../runtime/metrics-http.ts'
 import { boardBanner, resolveBoardCredentials } from '../runtime/board-credentials.ts'
 import { resolveTokens, tokenBanner } from '../runtime/tokens.ts'
@@ -33,7 +36,7 @@ export async function run (role: Role): Promise<void> {
     logger.info({ jobsDir: config.JOBS_DIR, workflows: workflows.map((workflow) => workflow.name) }, 'workflows loaded')
 
     let redisUrl = config.REDIS_URL
-    if (!redisUrl) {
+    if (!redisUrl && !config.REDIS_CLUSTER_NODES) {
       if (await redisAnswers(DEFAULT_REDIS)) redisUrl = DEFAULT_REDIS
       else if (role === 'all' && config.EMBEDDED_REDIS) {
         embedded = await startEmbeddedRedis(join(config.DATA_DIR, 'redis'), process.env.PATH ?? '', logger)
@@ -42,6 +45,9 @@ export async function run (role: Role): Promise<void> {
         throw new ConfigError('REDIS_URL is not set and nothing answers on 127.0.0.1:6379. Separate web and worker processes must share one Redis: set REDIS_URL for both (npm start alone can run a private one).')
       }
     }
+
+    await checkLayout(config, redisUrl ?? DEFAULT_REDIS, logger)
+    redisUrl ??= DEFAULT_REDIS
 
     if (role !== 'worker') {
       const { tokens, generatedFile } = await resolveTokens(config)
@@ -84,7 +90,24 @@ export async function run (role: Role): Promise<void> {
 }
 
 function fail (error: unknown): void {
-  const known = error instanceof ConfigError || error instanceof WorkflowLoadError || error instanceof RedisNotFoundError
+  const known = error instanceof ConfigError || error instanceof WorkflowLoadError || error instanceof RedisNotFoundError || error instanceof LayoutError
   process.stderr.write(`changeflow cannot start: ${known ? (error as Error).message : (error as Error)?.stack ?? String(error)}\n`)
   process.exitCode = 1
+}
+
+/**
+ * Records the keyspace's shard count on first start, and refuses another. Redis may not answer
+ * yet (it starts alongside): then the process starts, and the next start checks.
+ */
+async function checkLayout (config: Config, url: string, logger: Logger): Promise<void> {
+  const redis = createRedis(redisTarget(config, url), 'web', logger, 'layout')
+  try {
+    await waitUntilReady(redis, 5_000)
+    await recordLayout(redis, new Layout(config.REDIS_PREFIX, config.REDIS_SHARDS))
+  } catch (error) {
+    if (error instanceof LayoutError) throw error
+    logger.warn({ err: error }, 'could not check the keyspace layout in Redis now; it is checked at the next start')
+  } finally {
+    redis.disconnect()
+  }
 }

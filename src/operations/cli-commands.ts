@@ -1,17 +1,17 @@
 import type { Queue } from 'bullmq'
-import type { Redis } from 'ioredis'
 import type { Config } from '../config.ts'
-import { QUARANTINE_QUEUE, type Keyspace } from '../keys.ts'
+import { QUARANTINE_QUEUE, type Keyspace, type Layout } from '../keys.ts'
+import type { RedisClient } from '../redis/connection.ts'
 import { withScripts } from '../redis/scripts.ts'
-import { discardQueueWork, liveConsumers, queueWork } from '../runs/orphans.ts'
-import { blockedRows, discardRun, retryStep, workflowQueues, type ReconcileOutcome } from '../runs/rows.ts'
+import { byQueue, discardQueueWork, liveConsumers, consumerOf, queueWork, shardQueue } from '../runs/orphans.ts'
+import { blockedRows, discardRun, retryStep, type ReconcileOutcome } from '../runs/rows.ts'
 import { quarantinedIds, quarantinedMessages, quarantineQueue, redriveMessage } from './quarantine.ts'
 import { formatTable, oneLine } from './table.ts'
 
 export interface CommandContext {
   config: Pick<Config, 'DEDUP_TTL'>
-  redis: Redis
-  keys: Keyspace
+  redis: RedisClient
+  layout: Layout
   out: (line: string) => void
   err: (line: string) => void
 }
@@ -34,20 +34,29 @@ async function withQueues<T> (queues: Queue[], use: (queues: Queue[]) => Promise
 }
 
 /**
- * The queue of one workflow named on the command line. Checked against what Redis holds, not
- * against JOBS_DIR: a workflow renamed or removed in a deploy still has work to retry or discard.
+ * A workflow named on the command line is checked against what Redis holds, not against
+ * JOBS_DIR: a workflow renamed or removed in a deploy still has work to retry or discard.
  */
-async function workflowQueue<T> (ctx: CommandContext, workflow: string, use: (queue: Queue) => Promise<T>): Promise<T> {
+async function knownWorkflow (ctx: CommandContext, workflow: string): Promise<void> {
   if (workflow === QUARANTINE_QUEUE) throw new OperationError('quarantined messages are redriven with `redrive`, or dropped with the dashboard')
-  if (!await ctx.redis.sismember(ctx.keys.queues(), workflow)) {
-    const known = (await ctx.redis.smembers(ctx.keys.queues())).filter((name) => name !== QUARANTINE_QUEUE).sort()
-    throw new OperationError(`no workflow "${workflow}" has ever had work in this Redis (known: ${known.join(', ') || 'none'})`)
+  if (await ctx.redis.sismember(ctx.layout.home.queues(), workflow)) return
+  const known = (await ctx.redis.smembers(ctx.layout.home.queues())).filter((name) => name !== QUARANTINE_QUEUE).sort()
+  throw new OperationError(`no workflow "${workflow}" has ever had work in this Redis (known: ${known.join(', ') || 'none'})`)
+}
+
+/** The queue (of whichever shard holds it) of a job of `workflow`: job ids are unique across shards. */
+async function jobQueue<T> (ctx: CommandContext, workflow: string, jobId: string, use: (queue: Queue, keys: Keyspace) => Promise<T>): Promise<T> {
+  await knownWorkflow(ctx, workflow)
+  for (const keys of ctx.layout.shards) {
+    const found = await withQueues([shardQueue(ctx.redis, keys, workflow)], async ([queue]) =>
+      (await queue!.getJob(jobId)) ? { value: await use(queue!, keys) } : null)
+    if (found) return found.value
   }
-  return withQueues(workflowQueues([workflow], ctx.redis, ctx.keys), ([queue]) => use(queue!))
+  throw new OperationError(`no job ${jobId} in ${workflow}`)
 }
 
 export async function blocked (ctx: CommandContext, json: boolean): Promise<void> {
-  const rows = await blockedRows(ctx.redis, ctx.keys)
+  const rows = (await Promise.all(ctx.layout.shards.map((keys) => blockedRows(ctx.redis, keys)))).flat()
   if (json) {
     for (const row of rows) ctx.out(JSON.stringify(row))
     return
@@ -67,18 +76,15 @@ export async function blocked (ctx: CommandContext, json: boolean): Promise<void
 }
 
 export async function retry (ctx: CommandContext, workflow: string, jobId: string): Promise<void> {
-  await workflowQueue(ctx, workflow, async (queue) => {
+  const shard = await jobQueue(ctx, workflow, jobId, async (queue, keys) => {
     await retryStep(queue, jobId)
-    await ctx.redis.zrem(ctx.keys.blocked('failed'), ...await rowOf(queue, jobId))
+    const row = (await queue.getJob(jobId))?.data?.row
+    if (typeof row === 'string') await ctx.redis.zrem(keys.blocked('failed'), row)
+    return ctx.layout.shards.indexOf(keys)
   })
-  const consumed = (await liveConsumers(ctx.redis, ctx.keys)).has(workflow)
+  const consumed = (await liveConsumers(ctx.redis, ctx.layout)).has(consumerOf(shard, workflow))
   ctx.out(`retried ${workflow} job ${jobId}: its run continues from this step, then its row's next run` +
     (consumed ? '' : ` (no worker runs ${workflow} now: it waits until one does)`))
-}
-
-async function rowOf (queue: Queue, jobId: string): Promise<string[]> {
-  const row = (await queue.getJob(jobId))?.data?.row
-  return typeof row === 'string' ? [row] : []
 }
 
 const OUTCOMES: Record<ReconcileOutcome | 'unordered', string> = {
@@ -92,26 +98,30 @@ const OUTCOMES: Record<ReconcileOutcome | 'unordered', string> = {
 }
 
 export async function discard (ctx: CommandContext, workflow: string, jobId: string): Promise<void> {
-  const orphaned = !(await liveConsumers(ctx.redis, ctx.keys)).has(workflow)
-  const outcome = await workflowQueue(ctx, workflow, (queue) => discardRun(withScripts(ctx.redis), ctx.keys, queue, jobId, ctx.config.DEDUP_TTL, orphaned))
+  const live = await liveConsumers(ctx.redis, ctx.layout)
+  const outcome = await jobQueue(ctx, workflow, jobId, (queue, keys) => {
+    const orphaned = !live.has(consumerOf(ctx.layout.shards.indexOf(keys), workflow))
+    return discardRun(withScripts(ctx.redis), keys, queue, jobId, ctx.config.DEDUP_TTL, orphaned)
+  })
   ctx.out(`discarded ${workflow} job ${jobId} (${outcome ?? 'unordered'}): ${OUTCOMES[outcome ?? 'unordered']}`)
 }
 
 /** Queues holding work, which of them no worker consumes, and how much is waiting there. */
 export async function orphans (ctx: CommandContext, json: boolean): Promise<void> {
-  const work = (await queueWork(ctx.redis, ctx.keys)).filter((queue) => queue.queue !== QUARANTINE_QUEUE)
-  const orphaned = work.filter((queue) => !queue.consumed)
+  const work = (await queueWork(ctx.redis, ctx.layout)).filter((queue) => queue.queue !== QUARANTINE_QUEUE)
   if (json) {
     for (const queue of work) ctx.out(JSON.stringify({ ...queue, orphaned: !queue.consumed }))
     return
   }
+  const orphaned = byQueue(work.filter((queue) => !queue.consumed))
   if (orphaned.length === 0) {
     ctx.out('no orphaned work: a worker consumes every queue that holds jobs')
     return
   }
-  const lines = formatTable(['QUEUE', 'WAITING', 'DELAYED', 'ACTIVE', 'FAILED', 'TOTAL'], orphaned.map((queue) => [
-    queue.queue, String(queue.counts.waiting + queue.counts.prioritized), String(queue.counts.delayed),
-    String(queue.counts.active), String(queue.counts.failed), String(queue.total),
+  const sharded = ctx.layout.shards.length > 1
+  const lines = formatTable(['QUEUE', ...(sharded ? ['SHARDS'] : []), 'WAITING', 'DELAYED', 'ACTIVE', 'FAILED', 'TOTAL'], orphaned.map((queue) => [
+    queue.queue, ...(sharded ? [queue.shards.join(',')] : []), String(queue.counts.waiting + queue.counts.prioritized),
+    String(queue.counts.delayed), String(queue.counts.active), String(queue.counts.failed), String(queue.total),
   ]))
   for (const line of lines) ctx.out(line)
   ctx.out('no worker runs these queues: run a worker that defines the workflow to drain one, or give its runs up with discard-workflow <queue>')
@@ -119,17 +129,19 @@ export async function orphans (ctx: CommandContext, json: boolean): Promise<void
 
 /** Gives up every run waiting in a workflow's queue (a workflow no worker runs any more). */
 export async function discardWorkflow (ctx: CommandContext, workflow: string, force: boolean): Promise<number> {
-  if ((await liveConsumers(ctx.redis, ctx.keys)).has(workflow) && !force) {
+  await knownWorkflow(ctx, workflow)
+  const live = await liveConsumers(ctx.redis, ctx.layout)
+  if (ctx.layout.shards.some((_, shard) => live.has(consumerOf(shard, workflow))) && !force) {
     throw new OperationError(`a worker still runs ${workflow}: its work is not orphaned. Stop those workers first, or pass --force`)
   }
-  const result = await workflowQueue(ctx, workflow, () => discardQueueWork(withScripts(ctx.redis), ctx.keys, workflow, ctx.config.DEDUP_TTL))
+  const result = await discardQueueWork(withScripts(ctx.redis), ctx.layout, workflow, ctx.config.DEDUP_TTL)
   for (const error of result.errors) ctx.err(`error: ${error}`)
   ctx.out(`discarded ${result.discarded} runs of ${workflow} from its queue; runs of it parked in rows are given up as their turn comes; their rows moved on`)
   return result.errors.length > 0 ? 1 : 0
 }
 
 export async function quarantine (ctx: CommandContext, json: boolean): Promise<void> {
-  const messages = await withQueues([quarantineQueue(ctx.redis, ctx.keys)], ([queue]) => quarantinedMessages(queue!))
+  const messages = await withQueues([quarantineQueue(ctx.redis, ctx.layout.home)], ([queue]) => quarantinedMessages(queue!))
   if (json) {
     for (const message of messages) ctx.out(JSON.stringify(message))
     return
@@ -148,7 +160,7 @@ const REDRIVEN = 'a worker re-ingests it (validation, routing, dedup); if still 
 
 /** One message, or (no id) every quarantined one; exit code 1 if any could not be redriven. */
 export async function redrive (ctx: CommandContext, jobId: string | undefined): Promise<number> {
-  return withQueues([quarantineQueue(ctx.redis, ctx.keys)], async ([queue]) => {
+  return withQueues([quarantineQueue(ctx.redis, ctx.layout.home)], async ([queue]) => {
     if (jobId !== undefined) {
       await redriveMessage(queue!, jobId)
       ctx.out(`redriven ${jobId}: ${REDRIVEN}`)

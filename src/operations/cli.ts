@@ -1,13 +1,13 @@
 import { parseArgs } from 'node:util'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../redis/connection.ts'
 import type { Config } from '../config.ts'
-import { Keyspace } from '../keys.ts'
+import { Layout } from '../keys.ts'
 import { blocked, discard, discardWorkflow, orphans, quarantine, redrive, retry, type CommandContext } from './cli-commands.ts'
 
 export interface CliDeps {
-  config: Pick<Config, 'REDIS_PREFIX' | 'DEDUP_TTL'>
+  config: Pick<Config, 'REDIS_PREFIX' | 'REDIS_SHARDS' | 'DEDUP_TTL'>
   /** Commands that need no Redis (help, usage errors) never touch it: it may be lazy. */
-  redis: Redis
+  redis: RedisClient
   out: (line: string) => void
   err: (line: string) => void
 }
@@ -68,7 +68,7 @@ export async function runCli (argv: readonly string[], deps: CliDeps): Promise<n
     return 0
   }
 
-  const ctx: CommandContext = { config: deps.config, redis: deps.redis, keys: new Keyspace(deps.config.REDIS_PREFIX), out: deps.out, err: deps.err }
+  const ctx: CommandContext = { config: deps.config, redis: deps.redis, layout: new Layout(deps.config.REDIS_PREFIX, deps.config.REDIS_SHARDS), out: deps.out, err: deps.err }
   // When Redis cannot be reached, commands fail with "Connection is closed."; the cause is this.
   let connectionError: Error | undefined
   const onError = (error: Error) => { connectionError = error }

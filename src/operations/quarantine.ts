@@ -1,5 +1,5 @@
 import { Queue, type Job } from 'bullmq'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../redis/connection.ts'
 import { QUARANTINE_QUEUE, type Keyspace } from '../keys.ts'
 import type { QuarantineJobData } from '../ingest/job-data.ts'
 
@@ -14,7 +14,7 @@ export interface QuarantinedMessage {
 }
 
 /** The quarantine queue on a shared connection; close it when done. */
-export function quarantineQueue (connection: Redis, keys: Keyspace): Queue {
+export function quarantineQueue (connection: RedisClient, keys: Keyspace): Queue {
   return new Queue(QUARANTINE_QUEUE, { connection, prefix: keys.bullPrefix })
 }
 

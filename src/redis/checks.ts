@@ -1,5 +1,6 @@
 import { isRedisVersionLowerThan, RedisConnection } from 'bullmq'
-import type { Redis } from 'ioredis'
+import { Cluster, type Redis } from 'ioredis'
+import type { RedisClient } from './connection.ts'
 import { checkTripwire, type TripwireOutcome, type TripwireState } from './tripwire.ts'
 
 export interface RedisSettings {
@@ -12,7 +13,10 @@ export interface RedisSettings {
 }
 
 export interface RedisCheck {
+  /** The first (or only) server's settings. */
   settings: RedisSettings
+  /** Every master's, on a cluster (`host:port`); the one server's otherwise. */
+  nodes: Array<{ address: string, settings: RedisSettings }>
   /** Each one makes the service not ready: writes would fail, or be lost. */
   problems: string[]
   /** Risks an operator should know about; the service still runs. */
@@ -23,8 +27,8 @@ export interface RedisCheck {
 export interface CheckOptions {
   /** Refuse (rather than warn) when a Redis crash could lose acknowledged changes. */
   requireDurable: boolean
-  tripwireKey: string
-  state: TripwireState
+  /** One data-loss marker per shard (each on the node that holds the shard), with what this process saw of it. */
+  tripwires: Array<{ key: string, state: TripwireState }>
 }
 
 // BullMQ refuses to connect below its minimum and only warns below the recommended version.
@@ -118,10 +122,28 @@ export async function readSettings (redis: Redis): Promise<RedisSettings> {
  * noeviction, an append-only file synced at least every second, and no data loss since this
  * process first saw it. Throws only when Redis cannot be reached or INFO itself fails.
  */
-export async function checkRedis (redis: Redis, options: CheckOptions): Promise<RedisCheck> {
-  const settings = await readSettings(redis)
-  const { problems, warnings } = assessSettings(settings, options.requireDurable)
-  const tripwire = await checkTripwire(redis, options.tripwireKey, options.state, settings.role === 'master')
-  if (tripwire.problem !== null) problems.unshift(tripwire.problem)
-  return { settings, problems, warnings, tripwire: tripwire.outcome }
+export async function checkRedis (redis: RedisClient, options: CheckOptions): Promise<RedisCheck> {
+  // On a cluster every master holds shards: each is checked, and named in what it is told.
+  const servers: Redis[] = redis instanceof Cluster ? redis.nodes('master') : [redis]
+  const problems: string[] = []
+  const warnings: string[] = []
+  const nodes: RedisCheck['nodes'] = []
+  for (const server of servers) {
+    const settings = await readSettings(server)
+    const address = `${server.options.host ?? '?'}:${server.options.port ?? '?'}`
+    nodes.push({ address, settings })
+    const assessed = assessSettings(settings, options.requireDurable)
+    const name = (text: string) => (redis instanceof Cluster ? `${address}: ${text}` : text)
+    problems.push(...assessed.problems.map(name))
+    warnings.push(...assessed.warnings.map(name))
+  }
+  const writable = nodes.every((node) => node.settings.role === 'master')
+  let outcome: TripwireOutcome = 'skipped'
+  for (const { key, state } of options.tripwires) {
+    const tripwire = await checkTripwire(redis, key, state, writable)
+    if (tripwire.problem !== null) problems.unshift(tripwire.problem)
+    // The worst outcome of all the markers: lost, then created, then present.
+    if (tripwire.outcome === 'lost' || (tripwire.outcome === 'created' && outcome !== 'lost') || outcome === 'skipped') outcome = tripwire.outcome
+  }
+  return { settings: nodes[0]!.settings, nodes, problems, warnings, tripwire: outcome }
 }

@@ -1,14 +1,15 @@
-import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import { checkRedis, type RedisCheck } from './checks.ts'
-import { createTripwireState } from './tripwire.ts'
+import type { RedisClient } from './connection.ts'
+import { createTripwireState, type TripwireState } from './tripwire.ts'
 
 export interface RedisMonitorOptions {
-  redis: Redis
+  redis: RedisClient
   log: Logger
   intervalMs: number
   requireDurable: boolean
-  tripwireKey: string
+  /** The data-loss markers: one per shard, so that a master failing over without its data is seen. */
+  tripwireKeys: readonly string[]
   /**
    * A check slower than this counts as failed: a worker's connection queues commands while
    * Redis is down, so without it a check would wait out the whole outage. Default 5 s.
@@ -31,7 +32,7 @@ function withTimeout<T> (promise: Promise<T>, ms: number): Promise<T> {
  */
 export class RedisMonitor {
   readonly #options: RedisMonitorOptions
-  readonly #state = createTripwireState()
+  readonly #tripwires: Array<{ key: string, state: TripwireState }>
   #latest: RedisCheck | null = null
   #failure: string | null = null
   #logged = new Set<string>()
@@ -42,6 +43,7 @@ export class RedisMonitor {
 
   constructor (options: RedisMonitorOptions) {
     this.#options = options
+    this.#tripwires = options.tripwireKeys.map((key) => ({ key, state: createTripwireState() }))
   }
 
   /** The latest successful check, for logs and diagnostics. */
@@ -99,9 +101,9 @@ export class RedisMonitor {
   }
 
   async #run (): Promise<RedisCheck | null> {
-    const { redis, log, requireDurable, tripwireKey, timeoutMs = 5_000 } = this.#options
+    const { redis, log, requireDurable, timeoutMs = 5_000 } = this.#options
     try {
-      const check = await withTimeout(checkRedis(redis, { requireDurable, tripwireKey, state: this.#state }), timeoutMs)
+      const check = await withTimeout(checkRedis(redis, { requireDurable, tripwires: this.#tripwires }), timeoutMs)
       if (this.#failure !== null) log.info('redis check succeeded again')
       this.#failure = null
       this.#latest = check
@@ -116,13 +118,14 @@ export class RedisMonitor {
   }
 
   #report (check: RedisCheck): void {
-    const { log, tripwireKey } = this.#options
+    const { log, tripwireKeys } = this.#options
     if (!this.#settingsLogged) {
       this.#settingsLogged = true
-      log.info({ redis: check.settings }, 'redis settings')
+      if (check.nodes.length > 1) log.info({ redis: check.nodes }, 'redis settings (every cluster master)')
+      else log.info({ redis: check.settings }, 'redis settings')
     }
     if (check.tripwire === 'created') {
-      log.info({ key: tripwireKey }, 'created the redis data-loss marker: this Redis is new to changeflow (or lost its data before this process started)')
+      log.info({ keys: tripwireKeys }, 'created the redis data-loss marker: this Redis is new to changeflow (or lost its data before this process started)')
     }
     const current = new Set([...check.problems, ...check.warnings])
     for (const problem of check.problems) if (!this.#logged.has(problem)) log.error(problem)

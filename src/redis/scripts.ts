@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './connection.ts'
 // BullMQ's own add-job script: see lua/prelude.lua for why we compose with it.
 import { addStandardJob } from 'bullmq/dist/esm/scripts/addStandardJob-9.js'
 
@@ -32,10 +32,10 @@ export interface ChangeflowCommands {
   cfBlock (numKeys: number, ...args: Arg[]): Promise<0 | 1>
 }
 
-export type ScriptedRedis = Redis & ChangeflowCommands
+export type ScriptedRedis = RedisClient & ChangeflowCommands
 
 /** Registers the scripts on a client (EVALSHA, falling back to EVAL once per connection). */
-export function withScripts (redis: Redis): ScriptedRedis {
+export function withScripts (redis: RedisClient): ScriptedRedis {
   const scripted = redis as ScriptedRedis
   if (typeof scripted.cfIngest !== 'function') {
     redis.defineCommand('cfIngest', { lua: scriptSources.ingest })

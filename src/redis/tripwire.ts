@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './connection.ts'
 
 /**
  * What one process knows about the data-loss marker. A fresh state (a process start) adopts
@@ -54,7 +54,7 @@ function lossMessage (key: string, state: TripwireState, current: string | null)
  * marker is never re-created by a process that saw it vanish, so every process keeps refusing
  * until an operator restarts it.
  */
-export async function checkTripwire (redis: Redis, key: string, state: TripwireState, writable: boolean): Promise<TripwireResult> {
+export async function checkTripwire (redis: RedisClient, key: string, state: TripwireState, writable: boolean): Promise<TripwireResult> {
   if (state.lost !== null) return { outcome: 'lost', problem: state.lost }
 
   if (state.seen === null) {

@@ -1,5 +1,5 @@
 import { Job, Queue } from 'bullmq'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../redis/connection.ts'
 import { BLOCK_REASONS, type BlockReason, type Keyspace } from '../keys.ts'
 import type { StepJobData } from '../ingest/job-data.ts'
 import type { ScriptedRedis } from '../redis/scripts.ts'
@@ -25,7 +25,7 @@ export interface BlockedRow {
 }
 
 /** Queues of the given workflows, on one shared connection; close them when done. */
-export function workflowQueues (names: readonly string[], connection: Redis, keys: Keyspace): Queue[] {
+export function workflowQueues (names: readonly string[], connection: RedisClient, keys: Keyspace): Queue[] {
   return names.map((name) => new Queue(name, { connection, prefix: keys.bullPrefix }))
 }
 
@@ -36,7 +36,7 @@ export function parseRowEntry (entry: string): { queue: string, run: string, fir
 }
 
 /** The head run of a row and the job it is at now, or null when the row has no runs. */
-export async function rowHead (redis: Redis, keys: Keyspace, row: string): Promise<{ queue: string, run: string, jobId: string, length: number } | null> {
+export async function rowHead (redis: RedisClient, keys: Keyspace, row: string): Promise<{ queue: string, run: string, jobId: string, length: number } | null> {
   const [head, length] = await Promise.all([redis.lindex(keys.rowQueue(row), 0), redis.llen(keys.rowQueue(row))])
   const entry = head === null ? null : parseRowEntry(head)
   if (!entry) return null
@@ -49,7 +49,7 @@ export async function rowHead (redis: Redis, keys: Keyspace, row: string): Promi
  * block and move on): a cost per blocked row, never per failed job. `only` limits the listing to
  * the given workflows' queues.
  */
-export async function blockedRows (redis: Redis, keys: Keyspace, only?: readonly Queue[], limit = 1_000): Promise<BlockedRow[]> {
+export async function blockedRows (redis: RedisClient, keys: Keyspace, only?: readonly Queue[], limit = 1_000): Promise<BlockedRow[]> {
   const wanted = only && new Set(only.map((queue) => queue.name))
   const queues = new Map<string, Queue>()
   const queueOf = (name: string) => {

@@ -1,20 +1,19 @@
 import { Queue } from 'bullmq'
 import type { FastifyInstance } from 'fastify'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../redis/connection.ts'
 import type { Logger } from 'pino'
 import { buildApp } from '../app.ts'
 import type { Config } from '../config.ts'
 import { createIngest } from '../ingest/ingest.ts'
 import { createJobOptions } from '../ingest/job-options.ts'
-import { Keyspace, QUARANTINE_QUEUE } from '../keys.ts'
+import { Layout, QUARANTINE_QUEUE, type Keyspace } from '../keys.ts'
 import { Metrics } from '../metrics.ts'
 import { registerGauges } from '../operations/gauges.ts'
-import { createRedis, waitUntilReady } from '../redis/connection.ts'
+import { createRedis, waitUntilReady, type RedisTarget } from '../redis/connection.ts'
 import { RedisMonitor } from '../redis/monitor.ts'
-import { tripwireKey } from '../redis/tripwire.ts'
 import { withScripts } from '../redis/scripts.ts'
 import type { Workflow } from '../workflows/define.ts'
-import { reportForeignWork } from '../runs/orphans.ts'
+import { registerQueues, reportForeignWork } from '../runs/orphans.ts'
 import { watchForeignQueues, watchQuarantine } from './watchers.ts'
 import { startHeartbeat } from '../worker/heartbeat.ts'
 import { startReconciler } from '../worker/reconciler.ts'
@@ -22,7 +21,7 @@ import { startWorkers, type Workers } from '../worker/workers.ts'
 
 export interface Web {
   app: FastifyInstance
-  redis: Redis
+  redis: RedisClient
   /** Stops accepting (503), finishes requests in flight, then closes Redis. */
   close (): Promise<void>
 }
@@ -41,29 +40,29 @@ export interface WebOptions {
 
 /** The HTTP side with its Redis client: what `npm run web` runs and what tests inject into. */
 export async function createWeb ({ config, logger, redisUrl, workflows, tokens, board, metrics = new Metrics() }: WebOptions): Promise<Web> {
-  const redis = withScripts(createRedis(redisUrl, 'web', logger))
+  const target = redisTarget(config, redisUrl)
+  const redis = withScripts(createRedis(target, 'web', logger))
   // The dashboard and metric scrapes read on their own connection: a slow one never queues
   // ahead of a batch being enqueued.
-  const opsRedis = createRedis(redisUrl, 'web', logger, 'ops')
-  const keys = new Keyspace(config.REDIS_PREFIX)
+  const opsRedis = createRedis(target, 'web', logger, 'ops')
+  const layout = new Layout(config.REDIS_PREFIX, config.REDIS_SHARDS)
+  const names = workflows.map((workflow) => workflow.name)
   let closing = false
   // Readiness also means Redis is fit to hold acknowledged changes: noeviction, a primary, ...
-  const monitor = new RedisMonitor({
-    redis,
-    log: logger,
-    intervalMs: config.REDIS_CHECK_INTERVAL,
-    requireDurable: config.REDIS_REQUIRE_DURABLE,
-    tripwireKey: tripwireKey(config.REDIS_PREFIX),
-  })
-  const quarantineQueue = new Queue(QUARANTINE_QUEUE, { connection: opsRedis, prefix: keys.bullPrefix })
-  const queues = [...workflows.map((workflow) => new Queue(workflow.name, { connection: opsRedis, prefix: keys.bullPrefix })), quarantineQueue]
-  for (const queue of queues) queue.on('error', (error) => logger.warn({ queue: queue.name, err: error }, 'dashboard queue error'))
+  const monitor = redisMonitor(redis, layout, config, logger)
+  const queueOf = (name: string, keys: Keyspace) => {
+    const queue = new Queue(name, { connection: opsRedis, prefix: keys.bullPrefix })
+    queue.on('error', (error) => logger.warn({ queue: name, err: error }, 'dashboard queue error'))
+    return queue
+  }
+  const quarantineQueue = queueOf(QUARANTINE_QUEUE, layout.home)
+  const queues = [...layout.shards.flatMap((keys) => names.map((name) => queueOf(name, keys))), quarantineQueue]
   const quarantine = watchQuarantine(quarantineQueue, config.QUARANTINE_LIMIT, config.REDIS_CHECK_INTERVAL, logger)
   // Found later (a deploy renamed a workflow): added to the metrics here, to the dashboard below.
   const addForeign: Array<(queue: Queue) => void> = [(queue) => queues.push(queue)]
-  const foreign = watchForeignQueues(opsRedis, keys, workflows.map((workflow) => workflow.name), config.REDIS_CHECK_INTERVAL, logger,
+  const foreign = watchForeignQueues(opsRedis, layout, names, config.REDIS_CHECK_INTERVAL, logger,
     (queue) => { for (const add of addForeign) add(queue) })
-  const ingest = createIngest({ redis, keys, workflows, jobOptions: createJobOptions(workflows, config), config, metrics })
+  const ingest = createIngest({ redis, layout, workflows, jobOptions: createJobOptions(workflows, config), config, metrics })
   const release = async () => {
     quarantine.stop()
     foreign.stop()
@@ -78,8 +77,10 @@ export async function createWeb ({ config, logger, redisUrl, workflows, tokens, 
     // A first check before Redis answers would only fail; a Redis that is down is checked on 'ready'.
     await waitUntilReady(redis, 3_000).catch(() => {})
     await monitor.start()
-    registerGauges(metrics, () => queues, opsRedis, keys)
-    await reportForeignWork(opsRedis, keys, workflows.map((workflow) => workflow.name), logger)
+    registerGauges(metrics, () => queues, opsRedis, layout)
+    // Whatever this release accepts is known, so that a later release that renames it finds it.
+    await registerQueues(opsRedis, layout, names).catch(() => {}) // readiness reports a Redis that cannot take it
+    await reportForeignWork(opsRedis, layout, names, logger)
       .catch((error: unknown) => logger.warn({ err: error }, 'could not look for work of workflows this deployment does not define'))
     await quarantine.check()
     app = await buildApp(config, {
@@ -89,6 +90,7 @@ export async function createWeb ({ config, logger, redisUrl, workflows, tokens, 
       tokens,
       board: board && {
         queues: [...queues],
+        shardOf: (queue: Queue) => (layout.shards.length > 1 ? layout.shards.findIndex((keys) => keys.bullPrefix === queue.opts.prefix) : undefined),
         ...board,
         readOnly: config.BOARD_READ_ONLY,
         onForeignQueue: (add) => { addForeign.push(add) },
@@ -137,11 +139,13 @@ export interface WorkerOptions {
 
 /** The step runners: what `npm run worker` runs, any number of replicas against one Redis. */
 export function createWorker ({ config, logger, redisUrl, workflows, metrics = new Metrics(), checkRedis = false }: WorkerOptions): Worker {
-  const redis = withScripts(createRedis(redisUrl, 'worker', logger))
-  const keys = new Keyspace(config.REDIS_PREFIX)
+  const redis = withScripts(createRedis(redisTarget(config, redisUrl), 'worker', logger))
+  const layout = new Layout(config.REDIS_PREFIX, config.REDIS_SHARDS)
+  const shards = config.WORKER_SHARDS ?? layout.shards.map((_, shard) => shard)
   const workers = startWorkers(config, redis, {
     redis,
-    keys,
+    layout,
+    shards,
     workflows,
     jobOptions: createJobOptions(workflows, config),
     runTtlMs: config.DEDUP_TTL,
@@ -149,14 +153,12 @@ export function createWorker ({ config, logger, redisUrl, workflows, metrics = n
     log: logger,
     metrics,
   })
-  const reconciler = startReconciler(redis, keys, config.RECONCILE_INTERVAL, config.DEDUP_TTL, logger)
+  const reconciler = startReconciler(redis, layout, shards, config.RECONCILE_INTERVAL, config.DEDUP_TTL, logger)
   const names = [...workflows.map((workflow) => workflow.name), QUARANTINE_QUEUE]
-  const heartbeat = startHeartbeat(redis, keys, names, Math.min(config.RECONCILE_INTERVAL, 10_000), logger)
-  reportForeignWork(redis, keys, names, logger)
+  const heartbeat = startHeartbeat(redis, layout, shards, names, Math.min(config.RECONCILE_INTERVAL, 10_000), logger)
+  reportForeignWork(redis, layout, names, logger)
     .catch((error: unknown) => logger.warn({ err: error }, 'could not look for work of workflows this deployment does not define'))
-  const monitor = checkRedis
-    ? new RedisMonitor({ redis, log: logger, intervalMs: config.REDIS_CHECK_INTERVAL, requireDurable: config.REDIS_REQUIRE_DURABLE, tripwireKey: tripwireKey(config.REDIS_PREFIX) })
-    : undefined
+  const monitor = checkRedis ? redisMonitor(redis, layout, config, logger) : undefined
   monitor?.start().catch(() => {})
   return {
     workers,
@@ -168,4 +170,20 @@ export function createWorker ({ config, logger, redisUrl, workflows, metrics = n
       redis.disconnect()
     },
   }
+}
+
+/** REDIS_CLUSTER_NODES wins over the URL. */
+export function redisTarget (config: Pick<Config, 'REDIS_CLUSTER_NODES'>, url: string): RedisTarget {
+  return { url, clusterNodes: config.REDIS_CLUSTER_NODES }
+}
+
+/** Redis's settings on every master, and a data-loss marker in every shard. */
+function redisMonitor (redis: RedisClient, layout: Layout, config: Config, logger: Logger): RedisMonitor {
+  return new RedisMonitor({
+    redis,
+    log: logger,
+    intervalMs: config.REDIS_CHECK_INTERVAL,
+    requireDurable: config.REDIS_REQUIRE_DURABLE,
+    tripwireKeys: layout.shards.map((keys) => keys.tripwire()),
+  })
 }

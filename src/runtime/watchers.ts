@@ -1,7 +1,7 @@
 import { Queue } from 'bullmq'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../redis/connection.ts'
 import type { Logger } from 'pino'
-import { QUARANTINE_QUEUE, type Keyspace } from '../keys.ts'
+import { QUARANTINE_QUEUE, type Layout } from '../keys.ts'
 import { PENDING_STATES, queueWork } from '../runs/orphans.ts'
 
 export interface Watcher {
@@ -21,14 +21,14 @@ function every (intervalMs: number, check: () => Promise<void>): Watcher {
  * deploy) and hands each to `found` once, as a Queue on `redis`: the dashboard and the metrics
  * then show them. The first check also logs what it found.
  */
-export function watchForeignQueues (redis: Redis, keys: Keyspace, own: readonly string[], intervalMs: number, log: Logger, found: (queue: Queue) => void): Watcher {
+export function watchForeignQueues (redis: RedisClient, layout: Layout, own: readonly string[], intervalMs: number, log: Logger, found: (queue: Queue) => void): Watcher {
   const known = new Set([...own, QUARANTINE_QUEUE])
   return every(intervalMs, async () => {
     try {
-      for (const work of await queueWork(redis, keys)) {
-        if (known.has(work.queue)) continue
-        known.add(work.queue)
-        const queue = new Queue(work.queue, { connection: redis, prefix: keys.bullPrefix })
+      for (const work of await queueWork(redis, layout)) {
+        if (known.has(`${work.shard}/${work.queue}`) || known.has(work.queue)) continue
+        known.add(`${work.shard}/${work.queue}`)
+        const queue = new Queue(work.queue, { connection: redis, prefix: layout.shards[work.shard]!.bullPrefix })
         queue.on('error', (error) => log.warn({ queue: work.queue, err: error }, 'dashboard queue error'))
         found(queue)
       }

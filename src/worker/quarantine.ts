@@ -1,6 +1,6 @@
 import { UnrecoverableError, type Job } from 'bullmq'
-import type { Keyspace } from '../keys.ts'
-import { commitPlan } from '../ingest/commit.ts'
+import type { Layout } from '../keys.ts'
+import { commitBatch } from '../ingest/shards.ts'
 import { planBatch, type JobOptions } from '../ingest/plan.ts'
 import type { QuarantineJobData } from '../ingest/job-data.ts'
 import type { ScriptedRedis } from '../redis/scripts.ts'
@@ -8,7 +8,7 @@ import type { Workflow } from '../workflows/define.ts'
 
 export interface QuarantineDeps {
   redis: ScriptedRedis
-  keys: Keyspace
+  layout: Layout
   workflows: readonly Workflow[]
   jobOptions: JobOptions
   dedupTtlMs: number
@@ -20,7 +20,7 @@ export interface QuarantineDeps {
  * (to the workflow code, or to the Sequin transform that reshaped it) re-drives it through
  * validation, routing and the same deduplication as the webhook.
  */
-export function createQuarantineRunner ({ redis, keys, workflows, jobOptions, dedupTtlMs }: QuarantineDeps) {
+export function createQuarantineRunner ({ redis, layout, workflows, jobOptions, dedupTtlMs }: QuarantineDeps) {
   return async function redrive (job: Job<QuarantineJobData>) {
     if (job.data.message === undefined && job.data.excerpt !== undefined) {
       throw new UnrecoverableError(`${job.data.issues.map((issue) => issue.message).join('; ')}: only an excerpt was kept, ` +
@@ -32,7 +32,7 @@ export function createQuarantineRunner ({ redis, keys, workflows, jobOptions, de
       throw new UnrecoverableError(`${rejected.name}: ${rejected.issues.map((issue) => `${issue.path}: ${issue.message}`).join('; ')}`)
     }
     // A redriven message leaves the quarantine: no limit applies to it.
-    const committed = await commitPlan(redis, keys, plan, { dedupTtlMs, quarantineLimit: Number.MAX_SAFE_INTEGER }, Date.now())
+    const committed = await commitBatch(redis, layout, plan, { dedupTtlMs, quarantineLimit: Number.MAX_SAFE_INTEGER }, Date.now(), { replicas: 0, timeoutMs: 0 })
     if (!committed.ok) throw new Error('unreachable: a redrive has no quarantine limit')
     return { accepted: committed.accepted.filter(Boolean).length, unmatched: plan.unmatched, jobs: committed.jobs }
   }

@@ -1,8 +1,8 @@
 import { Worker, type Job } from 'bullmq'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../redis/connection.ts'
 import type { Logger } from 'pino'
 import type { Config } from '../config.ts'
-import { QUARANTINE_QUEUE } from '../keys.ts'
+import { QUARANTINE_QUEUE, type Keyspace, type Layout } from '../keys.ts'
 import { markBlocked } from '../runs/rows.ts'
 import { createQuarantineRunner, type QuarantineDeps } from './quarantine.ts'
 import { createStepRunner, type StepRunnerDeps } from './run-step.ts'
@@ -15,15 +15,21 @@ export interface Workers {
   close (): Promise<void>
 }
 
+export type WorkerDeps = Omit<StepRunnerDeps, 'keys'> & QuarantineDeps & {
+  /** The shards this process consumes (WORKER_SHARDS; all by default). */
+  shards: readonly number[]
+}
+
 /**
- * One BullMQ worker per workflow queue, plus the quarantine's. `connection` must be created with
- * `maxRetriesPerRequest: null` so a Redis outage pauses workers instead of failing them.
+ * One BullMQ worker per workflow queue per shard consumed, plus the quarantine's (it lives in
+ * shard 0). `connection` must be created with `maxRetriesPerRequest: null` so a Redis outage
+ * pauses workers instead of failing them.
  */
-export function startWorkers (config: WorkerConfig, connection: Redis, deps: StepRunnerDeps & QuarantineDeps): Workers {
+export function startWorkers (config: WorkerConfig, connection: RedisClient, deps: WorkerDeps): Workers {
   const log: Logger = deps.log
+  const layout: Layout = deps.layout
   const common = {
     connection,
-    prefix: deps.keys.bullPrefix,
     concurrency: config.WORKER_CONCURRENCY,
     lockDuration: config.LOCK_DURATION,
     maxStalledCount: config.MAX_STALLED_COUNT,
@@ -31,11 +37,19 @@ export function startWorkers (config: WorkerConfig, connection: Redis, deps: Ste
     // After a Redis error (a restart, maxmemory) fetch again within a second, not BullMQ's 15 s.
     runRetryDelay: 1_000,
   }
-  const runStep = createStepRunner(deps)
-  const workers: Worker[] = deps.workflows.map((workflow) => new Worker(workflow.name, runStep, common))
-  workers.push(new Worker(QUARANTINE_QUEUE, createQuarantineRunner(deps), { ...common, concurrency: 1 }))
+  const started: Array<{ worker: Worker, keys: Keyspace }> = []
+  for (const shard of deps.shards) {
+    const keys = layout.shards[shard]!
+    const runStep = createStepRunner({ ...deps, keys })
+    for (const workflow of deps.workflows) started.push({ worker: new Worker(workflow.name, runStep, { ...common, prefix: keys.bullPrefix }), keys })
+  }
+  if (deps.shards.includes(0)) {
+    const worker = new Worker(QUARANTINE_QUEUE, createQuarantineRunner(deps), { ...common, prefix: layout.home.bullPrefix, concurrency: 1 })
+    started.push({ worker, keys: layout.home })
+  }
+  const workers = started.map(({ worker }) => worker)
 
-  for (const worker of workers) {
+  for (const { worker, keys } of started) {
     worker.on('failed', (job: Job | undefined, error: Error) => {
       if (!job) return
       const attempts = job.opts.attempts ?? 1
@@ -52,7 +66,7 @@ export function startWorkers (config: WorkerConfig, connection: Redis, deps: Ste
         log.error(fields, 'step failed for good: its run stops here until an operator retries it')
         if (job.data?.row && job.id) {
           // Counted as blocked (metric, CLI) from now until the row moves again.
-          markBlocked(deps.redis, deps.keys, job.data.row, worker.name, job.id, 'failed')
+          markBlocked(deps.redis, keys, job.data.row, worker.name, job.id, 'failed')
             .catch((err: unknown) => log.warn({ err, queue: worker.name, jobId: job.id }, 'could not record the blocked row; the reconciler will'))
           // Shown in the dashboard's Logs tab of the failed job: what this failure holds up.
           job.log(`This run blocks its row (${job.data.table} ${JSON.stringify(job.data.key)}): later changes of the row wait. Retry this job to continue the run, or remove it to discard the run and let the row move on.`).catch(() => {})

@@ -19,7 +19,7 @@ t.test('production: /metrics is never open on the web side', async (t) => {
 t.test('production: REDIS_URL is required for every role; no fallback, no private redis-server', async (t) => {
   const { REDIS_URL: _omitted, ...withoutRedis } = { ...production, METRICS_TOKEN: 'scrape' }
   for (const role of ['all', 'web', 'worker'] as const) {
-    t.throws(check(withoutRedis, role), { name: 'ConfigError', message: /REDIS_URL is required with NODE_ENV=production.*private redis-server/s }, role)
+    t.throws(check(withoutRedis, role), { name: 'ConfigError', message: /REDIS_URL \(or REDIS_CLUSTER_NODES\) is required with NODE_ENV=production.*private redis-server/s }, role)
   }
   t.doesNotThrow(check({ METRICS_TOKEN: 'x' }, 'all'), 'development may look for one, or start one')
 })

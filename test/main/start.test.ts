@@ -120,7 +120,7 @@ t.test('production: npm start without REDIS_URL refuses, and starts no private r
   const service = start('start', env, canIsolate ? isolated : [])
   t.teardown(() => service.kill('SIGKILL'))
   t.equal(await exitsWithin(t, service), 1)
-  t.match(service.output(), 'REDIS_URL is required with NODE_ENV=production')
+  t.match(service.output(), 'REDIS_URL (or REDIS_CLUSTER_NODES) is required with NODE_ENV=production')
   t.notMatch(service.output(), 'private redis-server (AOF on')
   t.notOk(existsSync(join(dataDir, 'redis')), 'no Redis data folder was made')
 })

@@ -31,7 +31,6 @@ if #plan.quarantine > 0 then
   end
   if adding > 0 and held + adding > plan.quarantineLimit then return { -1, held } end
 end
-if #plan.queues > 0 then rcall('SADD', OWN .. ':queues', unpack(plan.queues)) end
 
 local added, late, skipped, dropped = 0, 0, 0, 0
 local function add(job)

@@ -18,7 +18,7 @@ async function serverWith (t: Test, args: string[]) {
 }
 
 function check (redis: Redis, requireDurable = false) {
-  return checkRedis(redis, { requireDurable, tripwireKey: key, state: createTripwireState() })
+  return checkRedis(redis, { requireDurable, tripwires: [{ key, state: createTripwireState() }] })
 }
 
 t.test('a server with noeviction and the append-only file has no problems and no warnings', async (t) => {

@@ -18,7 +18,7 @@ async function monitored (t: Test, args: string[], options: Partial<RedisMonitor
   const lines: string[] = []
   const log = pino({ level: 'info' }, { write (line: string) { lines.push(line) } })
   const monitor = new RedisMonitor({
-    redis, log, intervalMs: 30, requireDurable: false, tripwireKey: tripwireKey('monitor-test'), timeoutMs: 1_000, ...options,
+    redis, log, intervalMs: 30, requireDurable: false, tripwireKeys: [tripwireKey('monitor-test')], timeoutMs: 1_000, ...options,
   })
   t.teardown(() => monitor.stop()) // before the client disconnects: teardowns run last-in first-out
   const logged = (pattern: RegExp) => lines.filter((line) => pattern.test(line)).length

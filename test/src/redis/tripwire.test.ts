@@ -11,7 +11,7 @@ t.test('the data-loss tripwire', async (t) => {
   t.teardown(() => server.stop())
   const redis = new Redis(server.url, { maxRetriesPerRequest: 1 })
   t.teardown(() => redis.disconnect())
-  const check = (state: TripwireState) => checkRedis(redis, { requireDurable: false, tripwireKey: key, state })
+  const check = (state: TripwireState) => checkRedis(redis, { requireDurable: false, tripwires: [{ key, state }] })
 
   t.test('the first check on a new Redis creates the marker, with no TTL; later checks find it', async (t) => {
     await redis.flushall()
