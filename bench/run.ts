@@ -5,6 +5,7 @@ import { BenchError, readSettings, type Settings } from './lib/settings.ts'
 import { interruption, secondsSince } from './lib/measure.ts'
 import { table } from './lib/table.ts'
 import { benchIngest } from './ingest.ts'
+import { benchMemory } from './memory.ts'
 import { benchSteps } from './steps.ts'
 
 // `npm run bench`: prints Markdown tables on stdout, progress on stderr. See bench/lib/settings.ts.
@@ -72,6 +73,14 @@ async function main (): Promise<number> {
     if (settings.parts.has('steps')) {
       process.stderr.write('part 2: steps\n')
       process.stdout.write(`## Steps: queued changes to completed steps\n\n${await benchSteps(ctx)}\n\n`)
+    }
+    if (settings.parts.has('memory')) {
+      process.stderr.write('part 3: memory\n')
+      const memory = await benchMemory(ctx)
+      const perMillion = (bytes: number, days: number) => `${((bytes * 1_000_000 * days) / 1024 ** 3).toFixed(2)} GiB`
+      process.stdout.write(`## Memory: what a change keeps in Redis\n\n${memory.text}\n\n` +
+        `Sizing: 1 million changes a day kept for the default DEDUP_TTL of 7 days need about ${perMillion(memory.perChange, 7)}; ` +
+        `1 million steps queued at once about ${perMillion(memory.perQueuedStep, 1)}.\n\n`)
     }
     process.stdout.write(`Load average (1, 5 min) at the end: ${loadAverage()}\n`)
     process.stderr.write(`done in ${secondsSince(started).toFixed(1)} s\n`)

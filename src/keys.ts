@@ -28,8 +28,18 @@ export class Keyspace {
     return `${this.bullPrefix}:${queue}:${jobId}`
   }
 
+  /**
+   * A change's dedup hash: field `_` while the change is deduplicated, and a field per finished
+   * run. Short segment names: a key name is paid for by every change (a few bytes cross a
+   * memory allocation size).
+   */
   seen (changeId: string): string {
-    return `${this.own}:seen:${changeId}`
+    return `${this.own}:s:${changeId}`
+  }
+
+  /** The newest commit position accepted for a row (late detection). */
+  rowVersion (row: string): string {
+    return `${this.own}:v:${row}`
   }
 
   run (runId: string): string {
@@ -93,7 +103,7 @@ export function shardTags (prefix: string, count: number): string[] {
     const from = Math.floor((shard * SLOTS) / count)
     const to = Math.floor(((shard + 1) * SLOTS) / count)
     for (let k = 0; ; k++) {
-      const tag = `${prefix}-s${shard}-${k}`
+      const tag = `${prefix}-${shard}-${k}`
       const slot = keySlot(`{${tag}}`)
       if (slot >= from && slot < to) return tag
     }

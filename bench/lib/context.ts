@@ -40,7 +40,8 @@ export interface Context {
 }
 
 export async function openContext (settings: Settings): Promise<Context> {
-  const prefix = `b-${randomBytes(5).toString('hex')}`
+  // As long as the default REDIS_PREFIX (`changeflow`): key names weigh in the memory figures.
+  const prefix = `b-${randomBytes(4).toString('hex')}`
   const config = loadConfig({
     REDIS_PREFIX: prefix,
     SEQUIN_WEBHOOK_TOKENS: TOKEN,

@@ -44,7 +44,11 @@ export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs
     }
 
     const runKey = keys.run(data.run)
-    const stored = await redis.hgetall(runKey)
+    const seenKey = keys.seen(data.changeId)
+    // The run's record, and its end marker in its change's dedup hash: one round trip.
+    const [[, record], [, ended]] = await redis.multi().hgetall(runKey).hget(seenKey, workflow.name).exec() as [[unknown, Record<string, string>], [unknown, string | null]]
+    const stored = record ?? {}
+    if (ended === 'd') return null // finished: a step re-run after a crash is not executed again
     if (stored.discarded !== undefined) {
       log.warn({ workflow: workflow.name, step: step.name, run: data.run, jobId: job.id }, 'the run was discarded by an operator: its step is not run again')
       return null
@@ -85,7 +89,7 @@ export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs
     const next = workflow.steps[data.stepIndex + 1]
     const argv: Array<string | number> = [
       keys.bullPrefix, keys.own, data.stepIndex, toJson(result, step.name), runTtlMs, Date.now(),
-      data.run, workflow.name, data.row ?? '',
+      data.run, workflow.name, data.row ?? '', seenKey,
     ]
     if (next) {
       const nextData: StepJobData = { ...data, step: next.name, stepIndex: data.stepIndex + 1 }

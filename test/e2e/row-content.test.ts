@@ -79,9 +79,5 @@ t.test('commit positions beyond 2^53 are accepted and compared exactly', async (
   await waitFor(() => executions.filter((e) => e.key === '8').length === 2, 5_000, 'both changes ran')
   const runs = executions.filter((e) => e.key === '8')
   t.same(runs.map((e) => e.lsn), ['9007199254740993', '9007199254740992'], 'the step sees each exact LSN')
-  t.same(runs.map((e) => e.late), [undefined, undefined], 'recorded without the late flag by content-echo')
-  const late = await service.queue('content-echo').getJobs(['completed'])
-  const flags = await Promise.all(late.filter((job) => job.data.key[0] === '8').map(async (job) =>
-    [job.data.change.metadata.commit_lsn, await service.redis.hget(`{${service.config.REDIS_PREFIX}}:_cf:run:${job.data.run}`, 'late')]))
-  t.same(flags.sort(), [['9007199254740992', '1'], ['9007199254740993', null]], 'only the older one is late, told apart exactly')
+  t.same(runs.map((e) => e.late), [false, true], 'only the older one is late, told apart exactly')
 })

@@ -64,6 +64,7 @@ t.test('a change redelivered after its dedup mark expired does not join its row 
 t.test('a head whose job already completed is finished, even without its record', async (t) => {
   await service.post({ data: [change('ledger_state', 30, 'update')] })
   await waitFor(() => ran('ledger-sync', '30').length === 1, 5_000, 'the first run')
+  await waitFor(async () => ((await service.queue('ledger-sync').getJobCounts('completed')).completed ?? 0) > 0, 5_000, 'its job completed')
   const [done] = await service.queue('ledger-sync').getJobs(['completed'])
   const row = done!.data.row as string
   await waitFor(async () => await service.redis.exists(keys.rowQueue(row)) === 0, 5_000, 'the row to empty')
@@ -105,7 +106,7 @@ t.test('the quarantine is bounded: past QUARANTINE_LIMIT a batch with invalid me
   const refused = await small.post({ data: [valid, invalid(3)] })
   t.equal(refused.statusCode, 422)
   t.match(refused.json(), { code: 'CF_QUARANTINE_FULL', messages: [{ index: 1 }] })
-  t.equal(await small.redis.keys(`{${small.config.REDIS_PREFIX}}:_cf:seen:*`).then((found) => found.length), 0,
+  t.equal(await small.redis.keys(`{${small.config.REDIS_PREFIX}}:_cf:s:*`).then((found) => found.length), 0,
     'nothing of the refused batch was written (its valid change neither)')
   t.match((await small.post({ data: [valid] })).json(), { accepted: 1 }, 'valid batches still flow')
 
@@ -133,6 +134,6 @@ t.test('a batch larger than one script call, refused because the quarantine is f
   const refused = await small.post({ data: [junk(400), ...valid] })
   t.equal(refused.statusCode, 422)
   t.match(refused.json(), { code: 'CF_QUARANTINE_FULL', message: /holds 400 messages/ })
-  t.same(await small.redis.keys(`{${small.config.REDIS_PREFIX}}:_cf:seen:*`), [], 'no change of the refused batch was marked seen')
+  t.same(await small.redis.keys(`{${small.config.REDIS_PREFIX}}:_cf:s:*`), [], 'no change of the refused batch was marked seen')
   t.equal(await small.queue('content-echo').count(), 0, 'and no job of it was added, in any of its script calls')
 })

@@ -31,6 +31,7 @@ t.test('the steps of a run execute in order, each seeing the results of the earl
   t.ok(keys.every((key) => key.startsWith('changeflow.order-flow.')))
 
   const queue = service.queue('order-flow')
+  await waitFor(async () => (await queue.getJobCounts('completed')).completed === 3, 5_000, 'the three jobs completed')
   const completed = await queue.getJobs(['completed'])
   t.same(completed.map((job) => job.name).sort(), ['one', 'three', 'two'], 'each step was its own BullMQ job')
   t.ok(completed.every((job) => !String(job.id).includes(':') && !/^\d+$/.test(String(job.id))))

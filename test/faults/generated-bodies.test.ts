@@ -83,7 +83,7 @@ async function missingJobs (plan: BatchPlan, fresh: Set<string>): Promise<string
       if (await redis.exists(keys.job(job.queue, job.id))) continue
       if (await redis.hexists(keys.run(job.run!), 'pj')) continue
       if (job.skipLate && job.pkRow && change.version) {
-        const newest = (await redis.get(`${keys.own}:rowv:${job.pkRow}`))?.split(':')
+        const newest = (await redis.get(keys.rowVersion(job.pkRow)))?.split(':')
         if (newest && comparePositions(change.version, [newest[0]!, newest[1]!]) < 0) continue
       }
       missing.push(`${job.queue}/${job.id}`)

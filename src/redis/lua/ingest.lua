@@ -43,7 +43,7 @@ end
 -- Positions are compared as decimal text: an LSN past 2^53 is exact, where a Lua number is not.
 local function isLate(row, version)
   if not version then return false end
-  local key = OWN .. ':rowv:' .. row
+  local key = OWN .. ':v:' .. row
   local newest = rcall('GET', key)
   if newest then
     local lsn, idx = string.match(newest, '^(%d+):(%d+)$')
@@ -56,9 +56,10 @@ end
 -- Joining is idempotent: a run already in its row, running, finished or discarded is not added
 -- again, even when its change's dedup mark expired meanwhile (a redelivery days later). Its
 -- record then outlives the mark: it expires a dedup horizon after the run finished.
--- A waiting run has a record (its parked job); only a row's head can be running without one.
-local function known(job)
-  if rcall('EXISTS', runKey(job.run)) == 1 then return true end
+-- A waiting run has a record (its parked job); only a row's head can be running without one; a
+-- finished run is marked in its change's dedup hash.
+local function known(job, seen)
+  if rcall('EXISTS', runKey(job.run)) == 1 or rcall('HEXISTS', seen, job.queue) == 1 then return true end
   return job.ordered and rcall('LINDEX', OWN .. ':rowq:' .. job.row, 0) == rowEntry(job.queue, job.run, job.id)
 end
 
@@ -75,19 +76,21 @@ local function enter(job, lateRun)
   end
 end
 
--- Marked seen first, in one command: the type checks above leave nothing that could fail
--- between a change's mark and its runs (Redis lets a script that has begun writing finish even
--- past maxmemory).
+-- A change's dedup hash: field `_` while it is deduplicated, and a field per finished run (see
+-- markDone). Marked first: the type checks above leave nothing that could fail between a change's
+-- mark and its runs (Redis lets a script that has begun writing finish even past maxmemory).
 local flags = {}
 for i, change in ipairs(plan.changes) do
   local fresh = 0
-  if rcall('SET', OWN .. ':seen:' .. change.id, now, 'NX', 'PX', plan.ttl) then
+  local seen = OWN .. ':s:' .. change.id
+  if rcall('HSETNX', seen, '_', 1) == 1 then
+    if rcall('PTTL', seen) < 0 then rcall('PEXPIRE', seen, plan.ttl) end
     for _, job in ipairs(change.jobs) do
       if isDiscardedQueue(job.queue) then
         -- An old replica, still accepting for a workflow an operator gave up: not started.
         fresh = 1
         dropped = dropped + 1
-      elseif not known(job) then
+      elseif not known(job, seen) then
         fresh = 1
         local lateRun = job.pkRow ~= nil and isLate(job.pkRow, change.version)
         if lateRun and job.skipLate then

@@ -2,12 +2,12 @@
 -- wrapped as a function when the scripts load) is what puts a job in a queue, so jobs we add
 -- are exactly the jobs `Queue.add` would have added, in the same atomic step as our bookkeeping.
 --
--- Keys: BullMQ's are `<BULL>:<queue>:<type>`; ours are `<OWN>:seen:<change>` (dedup),
+-- Keys: BullMQ's are `<BULL>:<queue>:<type>`; ours are `<OWN>:s:<change>` (dedup hash),
 -- `<OWN>:run:<run>` (a run's step results; for ordered runs past their first step also `cj`,
 -- the current job, and for a run waiting its turn its parked first job `pj pn pd po`; `done`
 -- or `discarded` once it ended, `late` for a late change), `<OWN>:rowq:<row>` (a row's runs in
 -- acceptance order as `<queue>/<run>/<first job>`, head = the run allowed to execute),
--- `<OWN>:rowv:<row>` (the newest commit position accepted for the row), `<OWN>:rows` (rows with
+-- `<OWN>:v:<row>` (the newest commit position accepted for the row), `<OWN>:rows` (rows with
 -- a run waiting behind another, scored by when their head last moved: what the reconciler
 -- looks at), `<OWN>:blocked:failed` and `<OWN>:blocked:orphaned` (rows whose head cannot move:
 -- its step failed for good, or its job waits in a queue no worker consumes), `<OWN>:queues`
@@ -91,9 +91,18 @@ local function quarantineSize()
 end
 
 -- Starts a row's head run: adds its parked first job. A run with nothing parked stays as it is.
--- A run's record after it was given up: what a retried job of it finds, so that it runs nothing.
--- RECORD_TTL (ms) is set by the scripts that may give runs up.
+-- How long (ms) the marks of a run that ended are kept: set by the scripts that end runs.
 local RECORD_TTL
+
+-- A finished run's marker: its workflow's field in its change's dedup hash, 'd'. The hash keeps
+-- its expiry (the dedup horizon from the change's acceptance); one that expired while the run was
+-- unfinished (a row blocked for long) is created again with a horizon of its own.
+local function markDone(seen, workflow)
+  rcall('HSET', seen, workflow, 'd')
+  if RECORD_TTL and rcall('PTTL', seen) < 0 then rcall('PEXPIRE', seen, RECORD_TTL) end
+end
+
+-- A run's record after it was given up: what a retried job of it finds, so that it runs nothing.
 local function markDiscarded(run, now)
   local key = runKey(run)
   rcall('HDEL', key, 'cj', 'pj', 'pn', 'pd', 'po')
