@@ -13,6 +13,8 @@ export class Keyspace {
   /** Prefix of changeflow's own keys; `_` cannot start a queue name, so they never meet BullMQ's. */
   readonly own: string
   readonly #queueKeys: QueueKeys
+  /** The home shard's keys (the queue registry lives there): itself, unless a Layout says otherwise. */
+  home: Keyspace = this
 
   constructor (tag: string) {
     this.bullPrefix = `{${tag}}`
@@ -22,6 +24,16 @@ export class Keyspace {
 
   queue (name: string): Record<string, string> {
     return this.#queueKeys.getKeys(name)
+  }
+
+  /**
+   * The keys of a queue that changeflow's scripts (and BullMQ's add-job script within them) may
+   * touch: declared to Redis on a cluster, so that a script never runs against a slot whose keys
+   * are half moved (see src/redis/declared-keys.ts).
+   */
+  queueKeysTouched (name: string): string[] {
+    const keys = this.queue(name)
+    return TOUCHED.map((type) => keys[type]!)
   }
 
   job (queue: string, jobId: string): string {
@@ -87,6 +99,8 @@ export class Keyspace {
 export const BLOCK_REASONS = ['failed', 'orphaned'] as const
 export type BlockReason = (typeof BLOCK_REASONS)[number]
 
+const TOUCHED = ['wait', 'paused', 'meta', 'id', 'completed', 'delayed', 'active', 'events', 'marker', 'failed']
+
 /** Redis Cluster's slots: a key's slot is CRC16 of its hash tag, modulo this. */
 const SLOTS = 16_384
 
@@ -128,6 +142,7 @@ export class Layout {
   constructor (prefix: string, count = 1) {
     this.prefix = prefix
     this.shards = shardTags(prefix, count).map((tag) => new Keyspace(tag))
+    for (const keys of this.shards) keys.home = this.shards[0]!
   }
 
   get home (): Keyspace {

@@ -1,4 +1,5 @@
 import type { Keyspace } from '../keys.ts'
+import { declaredKeys } from '../redis/declared-keys.ts'
 import type { ScriptedRedis } from '../redis/scripts.ts'
 import type { BatchPlan, JobSpec } from './plan.ts'
 
@@ -116,7 +117,23 @@ async function commitPart (redis: ScriptedRedis, keys: Keyspace, plan: Part, lim
     positions: plan.positions,
   })
 
-  const result = await redis.cfIngest(1, keys.rows(), ...argv)
+  const declared = declaredKeys(redis, keys.rows(), function * () {
+    yield keys.tripwire()
+    yield keys.discardedQueues()
+    for (const name of queues) yield * keys.queueKeysTouched(name)
+    for (const change of plan.changes) {
+      yield keys.seen(change.changeId)
+      for (const job of change.jobs) {
+        yield keys.job(job.queue, job.id)
+        if (job.run) yield keys.run(job.run)
+        if (job.row) yield keys.rowQueue(job.row)
+        if (job.pkRow) yield keys.rowVersion(job.pkRow)
+      }
+    }
+    for (const job of plan.quarantine) yield keys.job(job.queue, job.id)
+    for (const position of plan.positions) yield keys.rowVersion(position.row)
+  })
+  const result = await redis.cfIngest(declared.length, ...declared, ...argv)
   if (result[0] === -1) return { ok: false, quarantineFull: { held: result[1] ?? 0 } }
   const [dropped = 0, skipped = 0, late = 0, jobs = 0] = result.splice(-4).reverse()
   return { ok: true, accepted: result.map((flag) => flag === 1), jobs, late, skipped, dropped }

@@ -28,7 +28,7 @@ type Arg = string | number | Buffer
 export interface ChangeflowCommands {
   cfIngest (numKeys: number, ...args: Arg[]): Promise<number[]>
   cfAdvance (numKeys: number, ...args: Arg[]): Promise<number>
-  cfReconcile (numKeys: number, ...args: Arg[]): Promise<'empty' | 'running' | 'blocked' | 'started' | 'finished' | 'discarded'>
+  cfReconcile (numKeys: number, ...args: Arg[]): Promise<'empty' | 'running' | 'blocked' | 'started' | 'finished' | 'discarded' | 'moved'>
   cfBlock (numKeys: number, ...args: Arg[]): Promise<0 | 1>
 }
 

@@ -1,7 +1,9 @@
 import { Job, Queue } from 'bullmq'
+import { Cluster } from 'ioredis'
 import type { RedisClient } from '../redis/connection.ts'
 import { BLOCK_REASONS, type BlockReason, type Keyspace } from '../keys.ts'
 import type { StepJobData } from '../ingest/job-data.ts'
+import { declaredKeys } from '../redis/declared-keys.ts'
 import type { ScriptedRedis } from '../redis/scripts.ts'
 
 export interface BlockedRow {
@@ -95,13 +97,38 @@ export async function blockedRows (redis: RedisClient, keys: Keyspace, only?: re
 export type ReconcileOutcome = 'empty' | 'running' | 'blocked' | 'started' | 'finished' | 'discarded'
 
 /** `recordTtlMs`: how long a discarded run's record is kept, so that it cannot be revived. */
-export function reconcileRow (redis: ScriptedRedis, keys: Keyspace, row: string, recordTtlMs: number): Promise<ReconcileOutcome> {
-  return redis.cfReconcile(1, keys.rows(), keys.bullPrefix, keys.own, row, Date.now(), recordTtlMs)
+export async function reconcileRow (redis: ScriptedRedis, keys: Keyspace, row: string, recordTtlMs: number): Promise<ReconcileOutcome> {
+  const argv = [keys.bullPrefix, keys.own, row, Date.now(), recordTtlMs]
+  if (!(redis instanceof Cluster)) return await redis.cfReconcile(1, keys.rows(), ...argv) as ReconcileOutcome
+  // On a cluster the script declares what it touches: the head it will judge, read first.
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const entry = await redis.lindex(keys.rowQueue(row), 0)
+    const head = entry === null ? null : parseRowEntry(entry)
+    const current = head ? await redis.hget(keys.run(head.run), 'cj') : null
+    const names = await redis.smembers(keys.home.queues())
+    const declared = declaredKeys(redis, keys.rows(), function * () {
+      yield keys.rowQueue(row)
+      yield keys.tripwire()
+      yield keys.blocked('failed')
+      yield keys.blocked('orphaned')
+      yield keys.discardedQueues()
+      if (head) {
+        yield keys.run(head.run)
+        yield keys.job(head.queue, current ?? head.firstJob)
+      }
+      for (const name of names) yield * keys.queueKeysTouched(name)
+    })
+    const outcome = await redis.cfReconcile(declared.length, ...declared, ...argv, entry ?? '')
+    if (outcome !== 'moved') return outcome
+  }
+  return 'running' // the row keeps moving under us: it is not stuck; the next sweep looks again
 }
 
 /** Records that a row's head job failed for good or waits in an orphaned queue (a no-op if it moved meanwhile). */
 export async function markBlocked (redis: ScriptedRedis, keys: Keyspace, row: string, queue: string, jobId: string, reason: BlockReason): Promise<boolean> {
-  return await redis.cfBlock(1, keys.rowQueue(row), keys.bullPrefix, keys.own, row, queue, jobId, reason, Date.now()) === 1
+  const run = jobId.slice(jobId.indexOf('.') + 1) // a step job id is `<step>.<run>`
+  const declared = declaredKeys(redis, keys.rowQueue(row), () => [keys.run(run), keys.blocked('failed'), keys.blocked('orphaned')])
+  return await redis.cfBlock(declared.length, ...declared, keys.bullPrefix, keys.own, row, queue, jobId, reason, Date.now()) === 1
 }
 
 /**

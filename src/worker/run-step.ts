@@ -1,9 +1,10 @@
 import { UnrecoverableError, type Job } from 'bullmq'
 import type { Logger } from 'pino'
-import type { Keyspace } from '../keys.ts'
+import { QUARANTINE_QUEUE, type Keyspace } from '../keys.ts'
 import type { Metrics } from '../metrics.ts'
 import { idempotencyKey, stepJobId } from '../ingest/identity.ts'
 import type { JobOptions, StepJobData } from '../ingest/plan.ts'
+import { declaredKeys } from '../redis/declared-keys.ts'
 import type { ScriptedRedis } from '../redis/scripts.ts'
 import { toChange } from '../workflows/change.ts'
 import { PermanentError, type Workflow } from '../workflows/define.ts'
@@ -34,6 +35,8 @@ function toJson (value: unknown, step: string): string {
  */
 export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs, log, metrics }: StepRunnerDeps) {
   const byName = new Map(workflows.map((workflow) => [workflow.name, workflow]))
+  // A finished run starts its row's next one, of any workflow this process knows.
+  const queueKeys = [...workflows.map((workflow) => workflow.name), QUARANTINE_QUEUE].flatMap((name) => keys.queueKeysTouched(name))
 
   return async function runStep (job: Job<StepJobData>): Promise<unknown> {
     const data = job.data
@@ -95,7 +98,18 @@ export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs
       const nextData: StepJobData = { ...data, step: next.name, stepIndex: data.stepIndex + 1 }
       argv.push(stepJobId(data.run, next.name), next.name, JSON.stringify(nextData), jobOptions.step(workflow.name, next.name))
     }
-    await redis.cfAdvance(1, runKey, ...argv)
+    const declared = declaredKeys(redis, runKey, function * () {
+      yield seenKey
+      yield keys.tripwire()
+      yield keys.rows()
+      yield keys.blocked('failed')
+      yield keys.blocked('orphaned')
+      yield keys.discardedQueues()
+      if (data.row) yield keys.rowQueue(data.row)
+      if (next) yield keys.job(workflow.name, stepJobId(data.run, next.name))
+      yield * queueKeys
+    })
+    await redis.cfAdvance(declared.length, ...declared, ...argv)
     const seconds = (performance.now() - started) / 1000
     const labels = { workflow: workflow.name, step: step.name }
     metrics.stepsCompleted.inc(labels)

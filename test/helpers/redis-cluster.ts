@@ -23,7 +23,18 @@ export interface RedisCluster {
   nodes (): Promise<ClusterNode[]>
   /** Moves `slots` slots from one master to another with `redis-cli --cluster reshard`, live. */
   reshard (fromPort: number, toPort: number, slots: number): Promise<void>
-  /** Resolves once every running node reports cluster_state:ok. */
+  /**
+   * Moves one slot, live, as a reshard does (IMPORTING/MIGRATING, MIGRATE of its keys a few at a
+   * time, then the slot's new owner told to every master), slowly enough that traffic meets the
+   * slot half-moved. Resolves with the number of keys moved.
+   */
+  migrateSlot (slot: number, toPort: number, options?: { keysPerStep?: number, pauseMs?: number }): Promise<number>
+  /** The master port that serves `slot`. */
+  ownerOf (slot: number): Promise<number>
+  /**
+   * Resolves once every running node reports cluster_state:ok, knows every other node, and every
+   * replica has its master link up (a replica that never synced does not fail over).
+   */
   waitUntilOk (timeoutMs?: number): Promise<void>
   stop (): Promise<void>
 }
@@ -118,6 +129,49 @@ export async function startRedisCluster (options: { masters?: number, replicas?:
       await run('redis-cli', ['--cluster', 'reshard', `127.0.0.1:${toPort}`, '--cluster-from', from.id, '--cluster-to', to.id,
         '--cluster-slots', String(slots), '--cluster-yes', '--cluster-pipeline', '100'], { timeout: 120_000 })
     },
+    async ownerOf (slot) {
+      const node = (await cluster.nodes()).find((candidate) => candidate.role === 'master' && candidate.slots.some(([from, to]) => slot >= from && slot <= to))
+      if (!node) throw new Error(`no master serves slot ${slot}`)
+      return node.port
+    },
+    async migrateSlot (slot, toPort, { keysPerStep = 5, pauseMs = 10 } = {}) {
+      const fromPort = await cluster.ownerOf(slot)
+      if (fromPort === toPort) return 0
+      const connect = (port: number) => {
+        const redis = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1 })
+        redis.on('error', () => {})
+        return redis
+      }
+      const from = connect(fromPort)
+      const to = connect(toPort)
+      try {
+        const [fromId, toId] = await Promise.all([from.call('CLUSTER', 'MYID'), to.call('CLUSTER', 'MYID')])
+        await to.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', String(fromId))
+        await from.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', String(toId))
+        let moved = 0
+        for (;;) {
+          const keys = await from.call('CLUSTER', 'GETKEYSINSLOT', slot, keysPerStep) as string[]
+          if (keys.length === 0) break
+          // No REPLACE: a key on both nodes would be two versions of one key (a script run
+          // against half-moved keys); MIGRATE then fails with BUSYKEY, and so does the test.
+          await from.call('MIGRATE', '127.0.0.1', toPort, '', 0, 5_000, 'KEYS', ...keys)
+          moved += keys.length
+          await new Promise((resolve) => setTimeout(resolve, pauseMs))
+        }
+        for (const node of (await cluster.nodes()).filter((candidate) => candidate.role === 'master')) {
+          const client = connect(node.port)
+          try {
+            await client.call('CLUSTER', 'SETSLOT', slot, 'NODE', String(toId))
+          } finally {
+            client.disconnect()
+          }
+        }
+        return moved
+      } finally {
+        from.disconnect()
+        to.disconnect()
+      }
+    },
     async waitUntilOk (timeoutMs = 20_000) {
       const deadline = Date.now() + timeoutMs
       for (;;) {
@@ -126,7 +180,11 @@ export async function startRedisCluster (options: { masters?: number, replicas?:
           redis.on('error', () => {})
           try {
             await redis.connect()
-            return /cluster_state:ok/.test(String(await redis.call('CLUSTER', 'INFO')))
+            if (!/cluster_state:ok/.test(String(await redis.call('CLUSTER', 'INFO')))) return false
+            const nodes = String(await redis.call('CLUSTER', 'NODES')).trim().split('\n')
+            if (nodes.length < servers.length) return false
+            const replication = String(await redis.info('replication'))
+            return !/role:slave/.test(replication) || /master_link_status:up/.test(replication)
           } catch {
             return null // a stopped node has no say
           } finally {

@@ -3,12 +3,15 @@
 -- already completed (the run's record expired before the job did). The head is judged by its
 -- current job's state, not by the job's mere existence.
 --
--- KEYS[1]: the rows index; ARGV: bull, own, row, now, record ttl ms
+-- KEYS[1]: the rows index (on a cluster, then every key it may touch); ARGV: bull, own, row, now,
+-- record ttl ms, and on a cluster the head entry the caller read ('' for none): when the head is
+-- another now, the declared keys may be the wrong ones, and the caller reads again.
 -- Returns: 'empty', 'running', 'blocked' (its current step failed for good and waits for an
--- operator), 'started' (a parked head was started), 'finished' or 'discarded'.
+-- operator), 'started' (a parked head was started), 'finished', 'discarded' or 'moved'.
 BULL, OWN, RECORD_TTL = ARGV[1], ARGV[2], ARGV[5]
 local row, now = ARGV[3], tonumber(ARGV[4])
 local head = rcall('LINDEX', OWN .. ':rowq:' .. row, 0)
+if ARGV[6] and ARGV[6] ~= (head or '') then return 'moved' end
 if not head then
   rcall('ZREM', KEYS[1], row)
   unblock(row)
