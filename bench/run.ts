@@ -6,6 +6,7 @@ import { interruption, secondsSince } from './lib/measure.ts'
 import { table } from './lib/table.ts'
 import { benchIngest } from './ingest.ts'
 import { benchMemory } from './memory.ts'
+import { benchScale } from './scale.ts'
 import { benchSteps } from './steps.ts'
 
 // `npm run bench`: prints Markdown tables on stdout, progress on stderr. See bench/lib/settings.ts.
@@ -81,6 +82,10 @@ async function main (): Promise<number> {
       process.stdout.write(`## Memory: what a change keeps in Redis\n\n${memory.text}\n\n` +
         `Sizing: 1 million changes a day kept for the default DEDUP_TTL of 7 days need about ${perMillion(memory.perChange, 7)}; ` +
         `1 million steps queued at once about ${perMillion(memory.perQueuedStep, 1)}.\n\n`)
+    }
+    if (settings.parts.has('scale')) {
+      process.stderr.write('part 4: scale (private redis-servers: one, then a three-master cluster)\n')
+      process.stdout.write(`## Scale: worker processes, one Redis or a cluster\n\n${await benchScale(ctx)}\n\n`)
     }
     process.stdout.write(`Load average (1, 5 min) at the end: ${loadAverage()}\n`)
     process.stderr.write(`done in ${secondsSince(started).toFixed(1)} s\n`)

@@ -8,7 +8,7 @@ import { LayoutError, recordLayout } from '../../src/redis/layout.ts'
 import { createWeb, createWorker } from '../../src/runtime/services.ts'
 import { loadWorkflows } from '../../src/workflows/load.ts'
 import { executions, failures, reset } from '../fixtures/jobs/_recorder.ts'
-import { startRedisCluster } from '../helpers/redis-cluster.ts'
+import { startRedisCluster } from '../../scripts/lib/redis-cluster.ts'
 import { fixtureMessages, TOKEN, waitFor, withIdentity } from '../helpers/service.ts'
 
 // Three masters, three shards: each shard's slot on its own master. Web and workers in this

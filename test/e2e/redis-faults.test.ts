@@ -1,7 +1,7 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
 import { executions, reset } from '../fixtures/jobs/_recorder.ts'
-import { startRedisServer } from '../helpers/redis-server.ts'
+import { startRedisServer } from '../../scripts/lib/redis-server.ts'
 import { fixtureMessages, startService, waitFor, withIdentity } from '../helpers/service.ts'
 
 const paid = fixtureMessages('batch-orders-update-paid')[0]!

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { projectRoot } from '../../src/config.ts'
 import { freePort } from '../../src/redis/embedded.ts'
-import { startRedisServer } from '../helpers/redis-server.ts'
+import { startRedisServer } from '../../scripts/lib/redis-server.ts'
 import { fixture, waitFor } from '../helpers/service.ts'
 
 interface Running {

@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
 import { assessSettings, checkRedis, type RedisSettings } from '../../../src/redis/checks.ts'
 import { createTripwireState, tripwireKey } from '../../../src/redis/tripwire.ts'
-import { startRedisServer } from '../../helpers/redis-server.ts'
+import { startRedisServer } from '../../../scripts/lib/redis-server.ts'
 
 const GOOD = ['--maxmemory-policy', 'noeviction', '--appendonly', 'yes']
 const key = tripwireKey('checks-test')

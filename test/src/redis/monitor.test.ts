@@ -3,7 +3,7 @@ import { Redis } from 'ioredis'
 import pino from 'pino'
 import { RedisMonitor, type RedisMonitorOptions } from '../../../src/redis/monitor.ts'
 import { tripwireKey } from '../../../src/redis/tripwire.ts'
-import { startRedisServer } from '../../helpers/redis-server.ts'
+import { startRedisServer } from '../../../scripts/lib/redis-server.ts'
 import { waitFor } from '../../helpers/service.ts'
 
 const GOOD = ['--maxmemory-policy', 'noeviction', '--appendonly', 'yes']

@@ -2,7 +2,7 @@ import t from 'tap'
 import { Redis } from 'ioredis'
 import { checkRedis } from '../../../src/redis/checks.ts'
 import { createTripwireState, tripwireKey, type TripwireState } from '../../../src/redis/tripwire.ts'
-import { startRedisServer } from '../../helpers/redis-server.ts'
+import { startRedisServer } from '../../../scripts/lib/redis-server.ts'
 
 const key = tripwireKey('tripwire-test')
 

@@ -3,7 +3,7 @@ import pino from 'pino'
 import { Redis } from 'ioredis'
 import { loadConfig } from '../../../src/config.ts'
 import { createWeb } from '../../../src/runtime/services.ts'
-import { startRedisServer } from '../../helpers/redis-server.ts'
+import { startRedisServer } from '../../../scripts/lib/redis-server.ts'
 import { waitFor } from '../../helpers/service.ts'
 
 t.test('createWeb releases its Redis connection when building the app fails', async (t) => {

@@ -2,8 +2,7 @@ import { execFile } from 'node:child_process'
 import { createServer } from 'node:net'
 import { promisify } from 'node:util'
 import { Redis } from 'ioredis'
-import type { FaultLog } from './fault-logs.ts'
-import { startRedisServer, type RedisServer } from './redis-server.ts'
+import { startRedisServer, type LogSink, type RedisServer } from './redis-server.ts'
 
 const run = promisify(execFile)
 
@@ -82,7 +81,7 @@ function parseNodes (text: string): ClusterNode[] {
  * each node a private redis-server (no persistence unless `args` ask for it), created with
  * `redis-cli --cluster create`. Stop it at the end.
  */
-export async function startRedisCluster (options: { masters?: number, replicas?: number, args?: string[], log?: (node: number) => FaultLog } = {}): Promise<RedisCluster> {
+export async function startRedisCluster (options: { masters?: number, replicas?: number, args?: string[], log?: (node: number) => LogSink } = {}): Promise<RedisCluster> {
   const masters = options.masters ?? 3
   const replicas = options.replicas ?? 0
   const taken = new Set<number>()

@@ -4,11 +4,15 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freePort } from '../../src/redis/embedded.ts'
 import { redisAnswers } from '../../src/redis/connection.ts'
-import type { FaultLog } from './fault-logs.ts'
+
+/** Where a server's own log lines go: a fault-suite log file, say. */
+export interface LogSink {
+  write (text: string): void
+}
 
 export interface RedisServerOptions {
-  /** Where the server's own log goes (a fault-suite log file); without it, nowhere. */
-  log?: FaultLog
+  /** Where the server's own log goes; without it, nowhere. */
+  log?: LogSink
   /** This port instead of a free one (a cluster node needs its port + 10000 free too). */
   port?: number
 }
