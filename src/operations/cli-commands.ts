@@ -140,6 +140,26 @@ export async function discardWorkflow (ctx: CommandContext, workflow: string, fo
   return result.errors.length > 0 ? 1 : 0
 }
 
+/**
+ * The keyspace's recorded shard count; with `reset`, forgets it so that processes may start with
+ * another REDIS_SHARDS, only once no queue of any shard holds work (drained: nothing waiting,
+ * running, delayed or failed, the quarantine included).
+ */
+export async function layout (ctx: CommandContext, reset: boolean): Promise<void> {
+  const recorded = await ctx.redis.get(ctx.layout.recordKey())
+  if (!reset) {
+    ctx.out(recorded === null ? 'no layout recorded yet: the first process to start records its REDIS_SHARDS' : recorded)
+    return
+  }
+  const busy = await queueWork(ctx.redis, ctx.layout)
+  if (busy.length > 0) {
+    throw new OperationError(`the keyspace still holds work (${byQueue(busy).map((queue) => `${queue.queue}: ${queue.total}`).join(', ')}): ` +
+      'stop the web side, let the workers drain every queue, then reset')
+  }
+  await ctx.redis.del(ctx.layout.recordKey())
+  ctx.out('layout forgotten: start every process with the new REDIS_SHARDS')
+}
+
 export async function quarantine (ctx: CommandContext, json: boolean): Promise<void> {
   const messages = await withQueues([quarantineQueue(ctx.redis, ctx.layout.home)], ([queue]) => quarantinedMessages(queue!))
   if (json) {

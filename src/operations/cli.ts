@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util'
 import type { RedisClient } from '../redis/connection.ts'
 import type { Config } from '../config.ts'
 import { Layout } from '../keys.ts'
-import { blocked, discard, discardWorkflow, orphans, quarantine, redrive, retry, type CommandContext } from './cli-commands.ts'
+import { blocked, discard, discardWorkflow, layout, orphans, quarantine, redrive, retry, type CommandContext } from './cli-commands.ts'
 
 export interface CliDeps {
   config: Pick<Config, 'REDIS_PREFIX' | 'REDIS_SHARDS' | 'DEDUP_TTL'>
@@ -23,16 +23,19 @@ commands:
                               give up every run waiting in that workflow's queue; their rows move on
   quarantine [--json]         messages kept in quarantine (invalid, or their routing failed)
   redrive <jobId> | --all     re-ingest quarantined messages through validation, routing, dedup
+  layout [--reset]            the keyspace's shard count; --reset forgets it once every queue is drained
   help                        this text
 
   --json  one JSON object per line instead of a table
   --force discard-workflow even though a worker still runs that workflow
+  --reset layout: let processes start with another REDIS_SHARDS (the keyspace must be drained)
 
 Workflows are found in Redis, not in JOBS_DIR: work of a renamed or removed workflow can be
 retried or discarded. Reads REDIS_URL (default redis://127.0.0.1:6379) and REDIS_PREFIX like
-the service. Exit codes: 0 done, 1 the operation failed, 2 usage error.`
+the service (REDIS_CLUSTER_NODES and REDIS_SHARDS too). Exit codes: 0 done, 1 the operation
+failed, 2 usage error.`
 
-type Flag = 'json' | 'all' | 'force'
+type Flag = 'json' | 'all' | 'force' | 'reset'
 
 interface Command {
   operands: readonly string[]
@@ -47,6 +50,7 @@ const COMMANDS: Record<string, Command> = {
   orphans: { operands: [], flags: ['json'], run: (ctx, _, flags) => orphans(ctx, flags.json) },
   'discard-workflow': { operands: ['workflow'], flags: ['force'], run: (ctx, [workflow], flags) => discardWorkflow(ctx, workflow!, flags.force) },
   quarantine: { operands: [], flags: ['json'], run: (ctx, _, flags) => quarantine(ctx, flags.json) },
+  layout: { operands: [], flags: ['reset'], run: (ctx, _, flags) => layout(ctx, flags.reset) },
   // `--all` stands in for the job id; checked in `usageError`.
   redrive: { operands: ['jobId'], flags: ['all'], run: (ctx, [jobId]) => redrive(ctx, jobId) },
 }
@@ -96,7 +100,7 @@ function parse (argv: readonly string[]): Parsed | 'help' {
     ({ values, positionals } = parseArgs({
       args: [...argv],
       allowPositionals: true,
-      options: { json: { type: 'boolean' }, all: { type: 'boolean' }, force: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      options: { json: { type: 'boolean' }, all: { type: 'boolean' }, force: { type: 'boolean' }, reset: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
     }))
   } catch (error) {
     // Node's messages go on with advice about `--`; the first sentence is the one-line error.
@@ -108,8 +112,8 @@ function parse (argv: readonly string[]): Parsed | 'help' {
   const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name]! : undefined
   if (!command) throw new UsageError(`unknown command "${name}"`)
 
-  const flags = { json: values.json ?? false, all: values.all ?? false, force: values.force ?? false }
-  for (const flag of ['json', 'all', 'force'] as const) {
+  const flags = { json: values.json ?? false, all: values.all ?? false, force: values.force ?? false, reset: values.reset ?? false }
+  for (const flag of ['json', 'all', 'force', 'reset'] as const) {
     if (flags[flag] && !command.flags.includes(flag)) throw new UsageError(`${name} takes no --${flag}`)
   }
   const usageError = usageOf(name, command, operands, flags.all)

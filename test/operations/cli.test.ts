@@ -1,7 +1,9 @@
 import { spawn } from 'node:child_process'
 import t from 'tap'
 import { projectRoot } from '../../src/config.ts'
+import { Layout } from '../../src/keys.ts'
 import { runCli, USAGE } from '../../src/operations/cli.ts'
+import { recordLayout } from '../../src/redis/layout.ts'
 import { executions, failures, reset } from '../fixtures/jobs/_recorder.ts'
 import { fixtureMessages, startService, waitFor, withIdentity } from '../helpers/service.ts'
 
@@ -186,4 +188,32 @@ t.test('the npm script reports an unreachable Redis in one line, exit 1', async 
   t.equal(result.code, 1)
   t.match(result.stderr, /^error: cannot reach Redis: connect ECONNREFUSED 127\.0\.0\.1:1$/m)
   t.notMatch(result.stderr, /\n\s+at /, 'no stack traces')
+})
+
+t.test('layout shows the recorded shard count; --reset forgets it only once every queue is drained', async (t) => {
+  // A keyspace of its own: the other tests leave quarantined messages behind.
+  const own = await startService()
+  t.teardown(() => own.close())
+  const run = async (...argv: string[]) => {
+    const out: string[] = []
+    const err: string[] = []
+    const code = await runCli(argv, { config: own.config, redis: own.redis, out: (line) => out.push(line), err: (line) => err.push(line) })
+    return { code, stdout: out.join('\n'), stderr: err.join('\n') }
+  }
+  t.match((await run('layout')).stdout, /^no layout recorded yet/)
+  await recordLayout(own.redis, new Layout(own.config.REDIS_PREFIX, 1))
+  t.match(JSON.parse((await run('layout')).stdout), { shards: 1, tags: [own.config.REDIS_PREFIX] })
+
+  failures.set('ledger-apply/46', 1)
+  await own.post({ data: [change(46, 'insert')] })
+  const queue = own.queue('ledger-apply')
+  await waitFor(async () => (await queue.getJobCounts('failed')).failed === 1, 5_000, 'a failed step: work the keyspace still holds')
+  const refused = await run('layout', '--reset')
+  t.equal(refused.code, 1)
+  t.match(refused.stderr, /still holds work \(ledger-apply: 1\)/)
+  const [failed] = await queue.getJobs(['failed'])
+  t.equal((await run('discard', 'ledger-apply', failed!.id!)).code, 0)
+  const reset = await run('layout', '--reset')
+  t.equal(reset.code, 0, reset.stderr)
+  t.match((await run('layout')).stdout, /^no layout recorded yet/)
 })
