@@ -102,7 +102,12 @@ async function commitPart (redis: ScriptedRedis, keys: Keyspace, plan: Part, lim
     return { queue, id, name, data: argv.length, opts: index, run, row, pkRow, ordered, skipLate }
   }
 
-  const changes = plan.changes.map((change) => ({ id: change.changeId, version: change.version, jobs: change.jobs.map(scriptJob) }))
+  const changes = plan.changes.map((change) => ({
+    id: change.changeId,
+    version: change.version,
+    late: change.late === undefined ? undefined : Number(change.late),
+    jobs: change.jobs.map(scriptJob),
+  }))
   const quarantine = plan.quarantine.map(scriptJob)
   argv[0] = JSON.stringify({
     bull: keys.bullPrefix,

@@ -34,6 +34,8 @@ export interface PlannedChange {
   action: string
   /** Commit position (lsn, idx) as canonical decimal text; absent for backfill reads. */
   version?: Position
+  /** Already decided (in the primary-key row's shard) when the runs live in other shards. */
+  late?: boolean
   jobs: JobSpec[]
 }
 

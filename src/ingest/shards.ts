@@ -1,6 +1,7 @@
 import { Cluster, type Redis } from 'ioredis'
 import { keySlot, type Keyspace, type Layout } from '../keys.ts'
 import type { RedisClient } from '../redis/connection.ts'
+import { declaredKeys } from '../redis/declared-keys.ts'
 import type { ScriptedRedis } from '../redis/scripts.ts'
 import { commitPlan, type CommitLimits, type Committed } from './commit.ts'
 import type { BatchPlan, PlannedChange } from './plan.ts'
@@ -60,13 +61,44 @@ async function confirm (redis: RedisClient, keys: Keyspace, replication: Replica
 }
 
 /**
+ * A change whose runs live in another shard than its primary-key row (rows of a workflow's own
+ * `key`) cannot tell there whether it is late: that is decided first, in the primary-key row's
+ * shard, and carried to every part (see lua/late.lua).
+ */
+async function decideLateness (redis: ScriptedRedis, layout: Layout, plan: BatchPlan, ttlMs: number): Promise<BatchPlan> {
+  if (layout.shards.length === 1) return plan
+  const remote = new Map<number, Array<{ index: number, id: string, row: string, version: NonNullable<PlannedChange['version']> }>>()
+  plan.changes.forEach((change, index) => {
+    const pkRow = change.jobs[0]?.pkRow
+    if (!change.version || !pkRow) return
+    const home = layout.shardOf(pkRow)
+    if (change.jobs.every((job) => layout.shardOf(job.row ?? change.changeId) === home)) return
+    remote.set(home, [...(remote.get(home) ?? []), { index, id: change.changeId, row: pkRow, version: change.version }])
+  })
+  if (remote.size === 0) return plan
+  const changes = [...plan.changes]
+  await Promise.all([...remote].map(async ([shard, items]) => {
+    const keys = layout.shards[shard]!
+    const declared = declaredKeys(redis, keys.tripwire(), () => items.flatMap((item) => [keys.seen(item.id), keys.rowVersion(item.row)]))
+    const verdicts = await redis.cfLate(declared.length, ...declared, JSON.stringify({
+      own: keys.own,
+      ttl: ttlMs,
+      items: items.map(({ id, row, version }) => ({ id, row, version })),
+    }))
+    items.forEach((item, i) => { changes[item.index] = { ...changes[item.index]!, late: verdicts[i] === 1 } })
+  }))
+  return { ...plan, changes }
+}
+
+/**
  * Writes a batch plan over the shards: each shard's part atomically per change (see commitPlan),
  * the parts in parallel, the home shard's first when it holds quarantined messages (a full
  * quarantine then refuses the batch before any of it is written). Resolves only when every part
  * was written, and confirmed by REDIS_WAIT_REPLICAS replicas: otherwise it rejects, the caller
  * answers non-2xx, and Sequin's redelivery finds the parts that did land as duplicates.
  */
-export async function commitBatch (redis: ScriptedRedis, layout: Layout, plan: BatchPlan, limits: CommitLimits, now: number, replication: Replication): Promise<Committed> {
+export async function commitBatch (redis: ScriptedRedis, layout: Layout, batch: BatchPlan, limits: CommitLimits, now: number, replication: Replication): Promise<Committed> {
+  const plan = await decideLateness(redis, layout, batch, limits.dedupTtlMs)
   const parts = splitPlan(plan, layout)
   const write = async (shard: number): Promise<Committed> => {
     const part = parts[shard]!.plan

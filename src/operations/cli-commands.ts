@@ -156,7 +156,10 @@ export async function layout (ctx: CommandContext, reset: boolean): Promise<void
     throw new OperationError(`the keyspace still holds work (${byQueue(busy).map((queue) => `${queue.queue}: ${queue.total}`).join(', ')}): ` +
       'stop the web side, let the workers drain every queue, then reset')
   }
+  // The old layout's per-keyspace marks go with it: a new layout starts from nothing.
+  const marks = ctx.layout.shards.flatMap((keys) => [keys.tripwire(), keys.queues(), keys.consumers(), keys.discardedQueues()])
   await ctx.redis.del(ctx.layout.recordKey())
+  for (const key of marks) await ctx.redis.del(key) // one by one: on a cluster they live in different slots
   ctx.out('layout forgotten: start every process with the new REDIS_SHARDS')
 }
 

@@ -72,12 +72,12 @@ export async function runCli (argv: readonly string[], deps: CliDeps): Promise<n
     return 0
   }
 
-  const ctx: CommandContext = { config: deps.config, redis: deps.redis, layout: new Layout(deps.config.REDIS_PREFIX, deps.config.REDIS_SHARDS), out: deps.out, err: deps.err }
   // When Redis cannot be reached, commands fail with "Connection is closed."; the cause is this.
   let connectionError: Error | undefined
   const onError = (error: Error) => { connectionError = error }
   deps.redis.on('error', onError)
   try {
+    const ctx: CommandContext = { config: deps.config, redis: deps.redis, layout: await keyspaceLayout(deps), out: deps.out, err: deps.err }
     return (await parsed.command.run(ctx, parsed.operands, parsed.flags)) ?? 0
   } catch (error) {
     const unreachable = connectionError && deps.redis.status !== 'ready'
@@ -130,4 +130,18 @@ function usageOf (name: string, command: Command, operands: readonly string[], a
   if (operands.length < wanted.length) return `${name} needs ${wanted.join(' ')} (missing ${wanted.slice(operands.length).join(' ')})`
   if (operands.length > wanted.length) return `${name} takes ${wanted.join(' ') || 'no arguments'}; unexpected "${operands[wanted.length]}"`
   return undefined
+}
+
+/**
+ * The layout the keyspace was recorded with: an operator's shell need not repeat REDIS_SHARDS,
+ * and a different one would look at shards where nothing lives (and find nothing to do).
+ */
+async function keyspaceLayout (deps: CliDeps): Promise<Layout> {
+  const configured = new Layout(deps.config.REDIS_PREFIX, deps.config.REDIS_SHARDS)
+  const text = await deps.redis.get(configured.recordKey())
+  if (text === null) return configured
+  const recorded = (JSON.parse(text) as { shards?: unknown }).shards
+  if (typeof recorded !== 'number' || recorded === configured.shards.length) return configured
+  deps.err(`note: the keyspace is recorded with ${recorded} shards; REDIS_SHARDS says ${configured.shards.length}: using ${recorded}`)
+  return new Layout(deps.config.REDIS_PREFIX, recorded)
 }

@@ -1,4 +1,4 @@
-import type { Layout } from '../keys.ts'
+import { Layout } from '../keys.ts'
 import type { RedisClient } from './connection.ts'
 
 /** The keyspace in Redis was laid out with another shard count than this process's REDIS_SHARDS. */
@@ -16,6 +16,16 @@ interface Recorded { shards: number, tags: string[] }
 export async function recordLayout (redis: RedisClient, layout: Layout): Promise<void> {
   const tags = layout.shards.map((keys) => keys.bullPrefix.slice(1, -1))
   const mine: Recorded = { shards: tags.length, tags }
+  if (mine.shards > 1 && await redis.get(layout.recordKey()) === null) {
+    // No record, yet a single-shard keyspace (a release before shards, or REDIS_SHARDS=1) is
+    // there: its rows would be left where the new shards do not look.
+    const single = new Layout(layout.prefix, 1).home
+    if (await redis.exists(single.queues(), single.tripwire(), single.consumers()) > 0) {
+      throw new LayoutError(`this Redis holds a single-shard changeflow keyspace (REDIS_PREFIX ${layout.prefix}, no layout ` +
+        `recorded), and REDIS_SHARDS is ${mine.shards}. Start with REDIS_SHARDS=1, or drain it and switch (see the README, ` +
+        '"Changing the shard count")')
+    }
+  }
   await redis.set(layout.recordKey(), JSON.stringify(mine), 'NX')
   const text = await redis.get(layout.recordKey())
   let recorded: Recorded

@@ -1,6 +1,8 @@
 import type { Logger } from 'pino'
 import { checkRedis, type RedisCheck } from './checks.ts'
+import type { Layout } from '../keys.ts'
 import type { RedisClient } from './connection.ts'
+import { LayoutError, recordLayout } from './layout.ts'
 import { createTripwireState, type TripwireState } from './tripwire.ts'
 
 export interface RedisMonitorOptions {
@@ -10,6 +12,8 @@ export interface RedisMonitorOptions {
   requireDurable: boolean
   /** The data-loss markers: one per shard, so that a master failing over without its data is seen. */
   tripwireKeys: readonly string[]
+  /** The keyspace layout this process runs with: a check also records it, or finds it differs. */
+  layout?: Layout
   /**
    * A check slower than this counts as failed: a worker's connection queues commands while
    * Redis is down, so without it a check would wait out the whole outage. Default 5 s.
@@ -104,6 +108,14 @@ export class RedisMonitor {
     const { redis, log, requireDurable, timeoutMs = 5_000 } = this.#options
     try {
       const check = await withTimeout(checkRedis(redis, { requireDurable, tripwires: this.#tripwires }), timeoutMs)
+      // Checked every time, not only at start: a process that started while Redis did not answer,
+      // or a record changed under it, must not write rows into shards where they do not live.
+      if (this.#options.layout) {
+        await withTimeout(recordLayout(redis, this.#options.layout), timeoutMs).catch((error: unknown) => {
+          if (!(error instanceof LayoutError)) throw error
+          check.problems.unshift(error.message)
+        })
+      }
       if (this.#failure !== null) log.info('redis check succeeded again')
       this.#failure = null
       this.#latest = check

@@ -21,6 +21,7 @@ export const scriptSources = {
   advance: compose(lua('advance')),
   reconcile: compose(lua('reconcile')),
   block: compose(lua('block')),
+  late: compose(lua('late')),
 }
 
 type Arg = string | number | Buffer
@@ -30,6 +31,7 @@ export interface ChangeflowCommands {
   cfAdvance (numKeys: number, ...args: Arg[]): Promise<number>
   cfReconcile (numKeys: number, ...args: Arg[]): Promise<'empty' | 'running' | 'blocked' | 'started' | 'finished' | 'discarded' | 'moved'>
   cfBlock (numKeys: number, ...args: Arg[]): Promise<0 | 1>
+  cfLate (numKeys: number, ...args: Arg[]): Promise<number[]>
 }
 
 export type ScriptedRedis = RedisClient & ChangeflowCommands
@@ -42,6 +44,7 @@ export function withScripts (redis: RedisClient): ScriptedRedis {
     redis.defineCommand('cfAdvance', { lua: scriptSources.advance })
     redis.defineCommand('cfReconcile', { lua: scriptSources.reconcile })
     redis.defineCommand('cfBlock', { lua: scriptSources.block })
+    redis.defineCommand('cfLate', { lua: scriptSources.late })
   }
   return scripted
 }

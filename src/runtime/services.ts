@@ -153,7 +153,7 @@ export function createWorker ({ config, logger, redisUrl, workflows, metrics = n
     log: logger,
     metrics,
   })
-  const reconciler = startReconciler(redis, layout, shards, config.RECONCILE_INTERVAL, config.DEDUP_TTL, logger)
+  const reconciler = startReconciler(redis, layout, config.RECONCILE_INTERVAL, config.DEDUP_TTL, logger)
   const names = [...workflows.map((workflow) => workflow.name), QUARANTINE_QUEUE]
   const heartbeat = startHeartbeat(redis, layout, shards, names, Math.min(config.RECONCILE_INTERVAL, 10_000), logger)
   reportForeignWork(redis, layout, names, logger)
@@ -185,5 +185,6 @@ function redisMonitor (redis: RedisClient, layout: Layout, config: Config, logge
     intervalMs: config.REDIS_CHECK_INTERVAL,
     requireDurable: config.REDIS_REQUIRE_DURABLE,
     tripwireKeys: layout.shards.map((keys) => keys.tripwire()),
+    layout,
   })
 }

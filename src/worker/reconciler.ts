@@ -6,12 +6,14 @@ import { clearStaleOrphans, markOrphanedRows, orphanedQueues } from '../runs/orp
 import { reconcileRows } from '../runs/rows.ts'
 
 /**
- * Every `intervalMs`, for each shard this process consumes, one worker replica (whoever takes
- * the shard's lock) checks rows whose head has not moved for an interval, so that a run whose
- * job was removed does not block its row, and counts rows whose head waits in a queue no worker
- * consumes as blocked.
+ * Every `intervalMs`, for each shard, one worker replica (whoever takes the shard's lock) checks
+ * rows whose head has not moved for an interval, so that a run whose job was removed does not
+ * block its row, and counts rows whose head waits in a queue no worker consumes as blocked. Every
+ * shard, not only those this process consumes (WORKER_SHARDS): a shard no worker consumes is
+ * exactly one whose rows must be reported.
  */
-export function startReconciler (redis: ScriptedRedis, layout: Layout, shards: readonly number[], intervalMs: number, recordTtlMs: number, log: Logger): { stop (): void } {
+export function startReconciler (redis: ScriptedRedis, layout: Layout, intervalMs: number, recordTtlMs: number, log: Logger): { stop (): void } {
+  const shards = layout.shards.map((_, shard) => shard)
   const me = randomUUID()
   let running = false
   const reported = new Set<string>()

@@ -200,9 +200,10 @@ t.test('layout shows the recorded shard count; --reset forgets it only once ever
     const code = await runCli(argv, { config: own.config, redis: own.redis, out: (line) => out.push(line), err: (line) => err.push(line) })
     return { code, stdout: out.join('\n'), stderr: err.join('\n') }
   }
-  t.match((await run('layout')).stdout, /^no layout recorded yet/)
-  await recordLayout(own.redis, new Layout(own.config.REDIS_PREFIX, 1))
+  // The service recorded its layout as it started (its first Redis check).
+  await waitFor(async () => (await run('layout')).stdout.startsWith('{'), 5_000, 'the layout recorded')
   t.match(JSON.parse((await run('layout')).stdout), { shards: 1, tags: [own.config.REDIS_PREFIX] })
+  await t.rejects(recordLayout(own.redis, new Layout(own.config.REDIS_PREFIX, 2)), { name: 'LayoutError' }, 'another count is refused')
 
   failures.set('ledger-apply/46', 1)
   await own.post({ data: [change(46, 'insert')] })
@@ -213,7 +214,12 @@ t.test('layout shows the recorded shard count; --reset forgets it only once ever
   t.match(refused.stderr, /still holds work \(ledger-apply: 1\)/)
   const [failed] = await queue.getJobs(['failed'])
   t.equal((await run('discard', 'ledger-apply', failed!.id!)).code, 0)
+  await own.worker?.close() // the operator stopped every process, as the procedure says
+  await own.web.close()
   const reset = await run('layout', '--reset')
   t.equal(reset.code, 0, reset.stderr)
   t.match((await run('layout')).stdout, /^no layout recorded yet/)
+  t.equal(await own.redis.exists(`{${own.config.REDIS_PREFIX}}:_cf:tripwire`), 0, 'and its marks: a new layout starts from nothing')
+  await recordLayout(own.redis, new Layout(own.config.REDIS_PREFIX, 2))
+  t.match(JSON.parse((await run('layout')).stdout), { shards: 2 }, 'a new count can be recorded')
 })

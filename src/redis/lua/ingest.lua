@@ -8,7 +8,8 @@
 --   quarantineLimit: most messages the quarantine may hold
 --   queues: { name, ... } every queue the plan adds to; opts: { optsJson, ... }
 --   changes: { { id = change id, version = { lsn, idx } (canonical decimal text; absent on
---              reads), jobs = { job, ... } } }, in commit order
+--              reads), late = 0 or 1 when already decided (see late.lua), jobs = { job, ... } } },
+--              in commit order
 --   quarantine: { job, ... }
 --   positions: { { row = primary-key row, version = { lsn, idx } }, ... } of unmatched changes
 --   job: { queue, id, name, data = ARGV index of its data, opts = index in opts, run, row (the
@@ -38,19 +39,8 @@ local function add(job)
   added = added + 1
 end
 
--- Sequin can deliver a row's newer change before an older one that waited out a retry backoff.
--- Is this change older than the newest accepted for the row? If not, it becomes the newest.
--- Positions are compared as decimal text: an LSN past 2^53 is exact, where a Lua number is not.
 local function isLate(row, version)
-  if not version then return false end
-  local key = OWN .. ':v:' .. row
-  local newest = rcall('GET', key)
-  if newest then
-    local lsn, idx = string.match(newest, '^(%d+):(%d+)$')
-    if lsn and comparePositions(version[1], version[2], lsn, idx) < 0 then return true end
-  end
-  rcall('SET', key, version[1] .. ':' .. version[2], 'PX', plan.ttl)
-  return false
+  return isLateAt(row, version, plan.ttl)
 end
 
 -- Joining is idempotent: a run already in its row, running, finished or discarded is not added
@@ -92,7 +82,9 @@ for i, change in ipairs(plan.changes) do
         dropped = dropped + 1
       elseif not known(job, seen) then
         fresh = 1
-        local lateRun = job.pkRow ~= nil and isLate(job.pkRow, change.version)
+        -- Decided already (by the late script, in the primary-key row's shard) when the change's
+        -- runs live in other shards than that row; here otherwise.
+        local lateRun = change.late == 1 or (change.late == nil and job.pkRow ~= nil and isLate(job.pkRow, change.version))
         if lateRun and job.skipLate then
           skipped = skipped + 1
         else

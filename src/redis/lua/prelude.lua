@@ -77,6 +77,22 @@ local function comparePositions(lsnA, idxA, lsnB, idxB)
   return compareDecimal(idxA, idxB)
 end
 
+-- Sequin can deliver a row's newer change before an older one that waited out a retry backoff.
+-- Is this change older than the newest accepted for the row? If not, it becomes the newest (kept
+-- `ttl` ms). Positions are compared as decimal text: an LSN past 2^53 is exact, where a Lua
+-- number is not.
+local function isLateAt(row, version, ttl)
+  if not version then return false end
+  local key = OWN .. ':v:' .. row
+  local newest = rcall('GET', key)
+  if newest then
+    local lsn, idx = string.match(newest, '^(%d+):(%d+)$')
+    if lsn and comparePositions(version[1], version[2], lsn, idx) < 0 then return true end
+  end
+  rcall('SET', key, version[1] .. ':' .. version[2], 'PX', ttl)
+  return false
+end
+
 -- The row's head moved (or left): nothing blocks it any more until something says so again.
 local function unblock(row)
   rcall('ZREM', OWN .. ':blocked:failed', row)
@@ -94,12 +110,12 @@ end
 -- How long (ms) the marks of a run that ended are kept: set by the scripts that end runs.
 local RECORD_TTL
 
--- A finished run's marker: its workflow's field in its change's dedup hash, 'd'. The hash keeps
--- its expiry (the dedup horizon from the change's acceptance); one that expired while the run was
--- unfinished (a row blocked for long) is created again with a horizon of its own.
+-- A finished run's marker: its workflow's field in its change's dedup hash, 'd'. The hash then
+-- lives at least a dedup horizon from the run's end (a redelivery of the change soon after finds
+-- it), and one that expired while the run was unfinished (a row blocked for long) is created again.
 local function markDone(seen, workflow)
   rcall('HSET', seen, workflow, 'd')
-  if RECORD_TTL and rcall('PTTL', seen) < 0 then rcall('PEXPIRE', seen, RECORD_TTL) end
+  if RECORD_TTL and rcall('PTTL', seen) < tonumber(RECORD_TTL) then rcall('PEXPIRE', seen, RECORD_TTL) end
 end
 
 -- A run's record after it was given up: what a retried job of it finds, so that it runs nothing.
