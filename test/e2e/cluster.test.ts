@@ -9,7 +9,8 @@ import { createWeb, createWorker } from '../../src/runtime/services.ts'
 import { loadWorkflows } from '../../src/workflows/load.ts'
 import { executions, failures, reset } from '../fixtures/jobs/_recorder.ts'
 import { startRedisCluster } from '../../scripts/lib/redis-cluster.ts'
-import { fixtureMessages, TOKEN, waitFor, withIdentity } from '../helpers/service.ts'
+import { TOKEN, waitFor } from '../helpers/service.ts'
+import { message } from '../helpers/stack.ts'
 
 // Three masters, three shards: each shard's slot on its own master. Web and workers in this
 // process, through ioredis's Cluster client.
@@ -39,16 +40,8 @@ t.beforeEach(() => reset())
 const layout = new Layout('cf-cluster', 3)
 const post = (body: unknown) => web.app.inject({ method: 'POST', url: '/webhooks/sequin', headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` }, payload: JSON.stringify(body) })
 
-const template = fixtureMessages('batch-orders-insert')[0]!
 let lsn = 7_000_000
-function change (id: number, action = 'insert') {
-  const message = withIdentity(template, lsn++) as Record<string, unknown> & { record: Record<string, unknown>, metadata: Record<string, unknown> }
-  message.action = action
-  message.metadata.table_name = 'ledger'
-  message.metadata.record_pks = [String(id)]
-  message.record = { id }
-  return message
-}
+const change = (id: number, action = 'insert') => message('ledger', id, action, lsn++)
 
 t.test('shards spread over the masters; a batch spans them, each change runs once, rows keep their order', async (t) => {
   const nodes = await cluster.nodes()
