@@ -1,0 +1,208 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { fileURLToPath } from 'node:url'
+import { Redis } from 'ioredis'
+import { projectRoot } from '../src/config.ts'
+import { freePort } from '../src/redis/embedded.ts'
+import { startRedisServer } from '../scripts/lib/redis-server.ts'
+import { TOKEN } from './lib/context.ts'
+import { median } from './lib/measure.ts'
+import { ratio, table } from './lib/table.ts'
+
+/** One side of the comparison: a receiver process of its own. */
+type Receiver = 'bare' | 'changeflow' | 'naive'
+const RECEIVERS: Receiver[] = ['bare', 'changeflow', 'naive']
+
+/** Batch size, requests per run and connections (Sequin posts up to 80 batches at once). */
+export const LOADS = [
+  { batch: 1, amount: 6000, connections: 16 },
+  { batch: 10, amount: 1200, connections: 16 },
+  { batch: 100, amount: 200, connections: 10 },
+  { batch: 1000, amount: 24, connections: 4 },
+] as const
+
+interface LoadResult { seconds: number, requests: number, p50: number, p99: number, errors: number, statuses: Record<string, number> }
+
+export interface Run {
+  receiver: Receiver | 'changeflow (redelivered)'
+  batch: number
+  messagesPerSecond: number
+  p99: number
+  /** CPU seconds a message cost: the receiver process, Redis's main thread. */
+  receiverCpuUs: number
+  redisCpuUs: number
+}
+
+const jobsDir = fileURLToPath(new URL('jobs/', import.meta.url))
+
+function cpuSeconds (pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100 // utime, stime in clock ticks (100 Hz)
+}
+
+async function redisCpu (redis: Redis): Promise<number> {
+  const info = await redis.info('cpu')
+  const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0)
+  return field('used_cpu_user_main_thread') + field('used_cpu_sys_main_thread')
+}
+
+function waitForLine (child: ChildProcess, pattern: RegExp, what: string): Promise<string> {
+  let output = ''
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what} did not start: ${output.slice(-800)}`)), 20_000)
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString('utf8')
+      const match = pattern.exec(output)
+      if (!match) return
+      clearTimeout(timer)
+      child.stdout!.off('data', onData)
+      child.stdout!.resume()
+      resolve(match[1] ?? match[0])
+    }
+    child.stdout!.on('data', onData)
+    child.stderr!.on('data', (chunk: Buffer) => { output += chunk.toString('utf8') })
+    child.once('exit', (code) => reject(new Error(`${what} exited (${code}): ${output.slice(-800)}`)))
+  })
+}
+
+/** Polls `url` until it answers 200 (changeflow logs at warn: no line says it listens). */
+async function ready (url: string, child: ChildProcess): Promise<void> {
+  child.stdout!.resume()
+  child.stderr!.resume()
+  const deadline = Date.now() + 20_000
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`the receiver exited (${child.exitCode})`)
+    try {
+      if ((await fetch(url)).status === 200) return
+    } catch {}
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  throw new Error(`${url} did not answer 200 within 20 s`)
+}
+
+async function startReceiver (receiver: Receiver, redisUrl: string, options: { cpuProfileDir?: string } = {}): Promise<{ child: ChildProcess, url: string }> {
+  const port = await freePort()
+  const prefix = `h-${randomBytes(4).toString('hex')}`
+  const common = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', REDIS_URL: redisUrl, PORT: String(port) }
+  const profile = options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : []
+  const child = receiver === 'changeflow'
+    ? spawn(process.execPath, [...profile, '--import', 'tsx', `${projectRoot}src/main/web.ts`], {
+      cwd: projectRoot,
+      env: { ...common, HOST: '127.0.0.1', REDIS_PREFIX: prefix, JOBS_DIR: jobsDir, SEQUIN_WEBHOOK_TOKENS: TOKEN, LOG_LEVEL: 'warn', DATA_DIR: `/tmp/changeflow-bench-${prefix}` },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    : spawn(process.execPath, [...profile, '--import', 'tsx', `${projectRoot}bench/receivers/bare.ts`], {
+      cwd: projectRoot,
+      env: { ...common, PREFIX: prefix, TOKEN, RECEIVER: receiver },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+  if (receiver === 'changeflow') await ready(`http://127.0.0.1:${port}/readyz`, child)
+  else await waitForLine(child, /listening (\d+)/, receiver)
+  return { child, url: `http://127.0.0.1:${port}/webhooks/sequin` }
+}
+
+async function stopReceiver (child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  child.kill('SIGTERM')
+  await exited
+}
+
+/** The load generator: its own process, so that its CPU is not the receiver's. */
+async function load (url: string, batch: number, amount: number, connections: number): Promise<LoadResult> {
+  const child = spawn(process.execPath, ['--import', 'tsx', `${projectRoot}bench/lib/load.ts`, url, TOKEN, String(batch), String(amount), String(connections)], {
+    cwd: projectRoot,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const line = await waitForLine(child, /^\{.*\}$/m, 'the load generator')
+  await new Promise((resolve) => child.once('exit', resolve))
+  return JSON.parse(line) as LoadResult
+}
+
+/**
+ * One measured run: a fresh receiver process, a warm-up, then the measured load (the same
+ * messages for every receiver); and for changeflow, the same load again (every change a duplicate).
+ */
+async function measure (receiver: Receiver, spec: (typeof LOADS)[number], redisUrl: string, admin: Redis): Promise<Run[]> {
+  const { child, url } = await startReceiver(receiver, redisUrl)
+  try {
+    await load(url, spec.batch, Math.max(4, Math.round(spec.amount / 5)), spec.connections) // JIT, scripts, connections
+    const run = async (name: Run['receiver']): Promise<Run> => {
+      const [receiverBefore, redisBefore] = [cpuSeconds(child.pid!), await redisCpu(admin)]
+      const result = await load(url, spec.batch, spec.amount, spec.connections)
+      const [receiverAfter, redisAfter] = [cpuSeconds(child.pid!), await redisCpu(admin)]
+      if (result.errors > 0) throw new Error(`${name} at batch ${spec.batch}: ${result.errors} failed requests (${JSON.stringify(result.statuses)})`)
+      const messages = result.requests * spec.batch
+      return {
+        receiver: name,
+        batch: spec.batch,
+        messagesPerSecond: messages / result.seconds,
+        p99: result.p99,
+        receiverCpuUs: ((receiverAfter - receiverBefore) / messages) * 1e6,
+        redisCpuUs: ((redisAfter - redisBefore) / messages) * 1e6,
+      }
+    }
+    const runs = [await run(receiver)]
+    if (receiver === 'changeflow' && spec.batch === 100) runs.push(await run('changeflow (redelivered)'))
+    return runs
+  } finally {
+    await stopReceiver(child)
+    await admin.flushall() // a server this part started
+  }
+}
+
+export interface HttpFigures {
+  text: string
+  runs: Run[]
+}
+
+/**
+ * Ingest over HTTP, side by side: changeflow's web process, the receiver a user would write by hand
+ * (Fastify + zod + `addBulk`) and a naive one (`await queue.add` per message), each its own process
+ * on a private redis-server, loaded by autocannon from a third process with the same ~1 KiB Sequin
+ * messages. Receivers take turns within each round, so that they share the machine's noise.
+ */
+export async function benchHttp (repeats: number): Promise<HttpFigures> {
+  const server = await startRedisServer(['--maxmemory-policy', 'noeviction'])
+  const admin = new Redis(server.url, { maxRetriesPerRequest: 1 })
+  const runs: Run[] = []
+  try {
+    for (const spec of LOADS) {
+      for (let round = 0; round < repeats; round++) {
+        // Alternated: each receiver goes first in some round.
+        const order = RECEIVERS.map((_, i) => RECEIVERS[(i + round) % RECEIVERS.length]!)
+        for (const receiver of order) {
+          const measured = await measure(receiver, spec, server.url, admin)
+          runs.push(...measured)
+          for (const run of measured) process.stderr.write(`  http batch ${spec.batch} round ${round + 1}/${repeats} ${run.receiver}: ${Math.round(run.messagesPerSecond)} msgs/s, p99 ${run.p99} ms\n`)
+        }
+      }
+    }
+  } finally {
+    admin.disconnect()
+    await server.stop()
+  }
+  return { text: httpTable(runs), runs }
+}
+
+export function httpTable (runs: readonly Run[]): string {
+  const pick = (receiver: Run['receiver'], batch: number) => runs.filter((run) => run.receiver === receiver && run.batch === batch)
+  const med = (values: number[]) => (values.length === 0 ? NaN : median(values))
+  const rows: string[][] = []
+  for (const { batch } of LOADS) {
+    const bare = med(pick('bare', batch).map((run) => run.messagesPerSecond))
+    for (const receiver of [...RECEIVERS, 'changeflow (redelivered)'] as const) {
+      const mine = pick(receiver, batch)
+      if (mine.length === 0) continue
+      const rate = med(mine.map((run) => run.messagesPerSecond))
+      rows.push([
+        String(batch), receiver, Math.round(rate).toLocaleString('en-US'), ratio(rate / bare),
+        String(Math.round(med(mine.map((run) => run.p99)))),
+        String(Math.round(med(mine.map((run) => run.receiverCpuUs)))), String(Math.round(med(mine.map((run) => run.redisCpuUs)))),
+      ])
+    }
+  }
+  return table(['batch', 'receiver', 'messages/s', 'vs bare', 'p99 ms', 'receiver CPU µs/msg', 'Redis CPU µs/msg'], rows)
+}
