@@ -6,7 +6,8 @@ import { runCli } from '../../src/operations/cli.ts'
 import { createWorker } from '../../src/runtime/services.ts'
 import { loadWorkflows } from '../../src/workflows/load.ts'
 import { failures, reset } from '../fixtures/jobs/_recorder.ts'
-import { fixtureMessages, REDIS_URL, startService, waitFor, withIdentity } from '../helpers/service.ts'
+import { REDIS_URL, startService, waitFor } from '../helpers/service.ts'
+import { message } from '../helpers/stack.ts'
 
 // A row whose head step failed for good, and whose workflow is then renamed or removed in a
 // deploy, is one blocked row: listed once by `blocked` and counted once by the metric.
@@ -14,14 +15,7 @@ const old = await startService({ env: { RECONCILE_INTERVAL: '200ms' } })
 t.beforeEach(() => reset())
 const keys = new Keyspace(old.config.REDIS_PREFIX)
 
-const template = fixtureMessages('batch-orders-insert')[0]!
-function change (id: number, lsn: number) {
-  const message = withIdentity(template, lsn) as Record<string, unknown> & { record: Record<string, unknown>, metadata: Record<string, unknown> }
-  message.metadata.table_name = 'ledger'
-  message.metadata.record_pks = [String(id)]
-  message.record = { id }
-  return message
-}
+const change = (id: number, lsn: number) => message('ledger', id, 'insert', lsn)
 
 t.test('a failed head of a removed workflow is one blocked row, not two', async (t) => {
   failures.set('ledger-apply/61', 1)

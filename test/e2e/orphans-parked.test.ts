@@ -6,7 +6,8 @@ import { createWeb, createWorker } from '../../src/runtime/services.ts'
 import { loadWorkflows } from '../../src/workflows/load.ts'
 import pino from 'pino'
 import { executions, hold, release, reset } from '../fixtures/jobs/_recorder.ts'
-import { fixtureMessages, REDIS_URL, startService, TOKEN, waitFor, withIdentity } from '../helpers/service.ts'
+import { REDIS_URL, startService, TOKEN, waitFor } from '../helpers/service.ts'
+import { message } from '../helpers/stack.ts'
 
 // In a rolling deploy the old and the new web replicas accept changes of the same row: its queue
 // interleaves runs of ledger-apply (old name) and ledger-apply-v2 (new name). After
@@ -34,16 +35,8 @@ t.teardown(async () => {
 })
 const postNew = (body: unknown) => newWeb.app.inject({ method: 'POST', url: '/webhooks/sequin', headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` }, payload: JSON.stringify(body) })
 
-const template = fixtureMessages('batch-orders-insert')[0]!
 let lsn = 8_100_000
-function change (id: number, action: string) {
-  const message = withIdentity(template, lsn++) as Record<string, unknown> & { record: Record<string, unknown>, metadata: Record<string, unknown> }
-  message.action = action
-  message.metadata.table_name = 'ledger'
-  message.metadata.record_pks = [String(id)]
-  message.record = { id }
-  return message
-}
+const change = (id: number, action: string) => message('ledger', id, action, lsn++)
 async function cli (...argv: string[]) {
   const out: string[] = []
   const err: string[] = []

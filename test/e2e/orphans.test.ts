@@ -6,7 +6,8 @@ import { runCli } from '../../src/operations/cli.ts'
 import { createWeb, createWorker } from '../../src/runtime/services.ts'
 import { loadWorkflows } from '../../src/workflows/load.ts'
 import { executions, reset } from '../fixtures/jobs/_recorder.ts'
-import { fixtureMessages, REDIS_URL, startService, waitFor, withIdentity } from '../helpers/service.ts'
+import { REDIS_URL, startService, waitFor } from '../helpers/service.ts'
+import { message } from '../helpers/stack.ts'
 
 // The release that defined ledger-apply accepted changes, then was replaced by one that renamed
 // it ledger-apply-v2: the old queue's runs have no worker any more.
@@ -15,16 +16,8 @@ t.teardown(() => old.close())
 t.beforeEach(() => reset())
 const keys = new Keyspace(old.config.REDIS_PREFIX)
 
-const template = fixtureMessages('batch-orders-insert')[0]!
 let lsn = 2_000_000
-function change (id: number, action = 'insert') {
-  const message = withIdentity(template, lsn++) as Record<string, unknown> & { record: Record<string, unknown>, metadata: Record<string, unknown> }
-  message.action = action
-  message.metadata.table_name = 'ledger'
-  message.metadata.record_pks = [String(id)]
-  message.record = { id }
-  return message
-}
+const change = (id: number, action = 'insert') => message('ledger', id, action, lsn++)
 
 async function cli (...argv: string[]) {
   const out: string[] = []
