@@ -1,8 +1,7 @@
 import t from 'tap'
 import { Keyspace } from '../../src/keys.ts'
-import { runCli } from '../../src/operations/cli.ts'
 import { executions, failures, reset } from '../fixtures/jobs/_recorder.ts'
-import { fixtureMessages, startService, waitFor, withIdentity } from '../helpers/service.ts'
+import { cliOf, fixtureMessages, startService, waitFor, withIdentity } from '../helpers/service.ts'
 
 // An unordered run given up by an operator is never done and has no row to reconcile: its record
 // (with the earlier steps' results) is marked discarded and expires, rather than staying forever.
@@ -11,12 +10,7 @@ t.teardown(() => service.close())
 t.beforeEach(() => reset())
 const keys = new Keyspace(service.config.REDIS_PREFIX)
 
-async function cli (...argv: string[]) {
-  const out: string[] = []
-  const err: string[] = []
-  const code = await runCli(argv, { config: service.config, redis: service.redis, out: (line) => out.push(line), err: (line) => err.push(line) })
-  return { code, stdout: out.join('\n'), stderr: err.join('\n') }
-}
+const cli = cliOf(service)
 
 t.test('an unordered run given up by the operator does not keep its record forever', async (t) => {
   const message = withIdentity(fixtureMessages('batch-orders-insert')[0]!, 6_600_001) as Record<string, unknown> & { record: Record<string, unknown>, metadata: Record<string, unknown> }

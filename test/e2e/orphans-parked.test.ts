@@ -1,12 +1,11 @@
 import t from 'tap'
 import { loadConfig } from '../../src/config.ts'
 import { Keyspace } from '../../src/keys.ts'
-import { runCli } from '../../src/operations/cli.ts'
 import { createWeb, createWorker } from '../../src/runtime/services.ts'
 import { loadWorkflows } from '../../src/workflows/load.ts'
 import pino from 'pino'
 import { executions, hold, release, reset } from '../fixtures/jobs/_recorder.ts'
-import { REDIS_URL, startService, TOKEN, waitFor } from '../helpers/service.ts'
+import { cliOf, REDIS_URL, startService, TOKEN, waitFor } from '../helpers/service.ts'
 import { message } from '../helpers/stack.ts'
 
 // In a rolling deploy the old and the new web replicas accept changes of the same row: its queue
@@ -37,12 +36,7 @@ const postNew = (body: unknown) => newWeb.app.inject({ method: 'POST', url: '/we
 
 let lsn = 8_100_000
 const change = (id: number, action: string) => message('ledger', id, action, lsn++)
-async function cli (...argv: string[]) {
-  const out: string[] = []
-  const err: string[] = []
-  const code = await runCli(argv, { config: old.config, redis: old.redis, out: (line) => out.push(line), err: (line) => err.push(line) })
-  return { code, stdout: out.join('\n'), stderr: err.join('\n') }
-}
+const cli = cliOf(old)
 
 t.test('discard-workflow of the old name moves every row on, also runs parked behind a new-name run', async (t) => {
   hold('ledger-apply-v2/81')

@@ -2,11 +2,10 @@ import t from 'tap'
 import { loadConfig } from '../../src/config.ts'
 import { createLogger } from '../../src/logger.ts'
 import { Keyspace } from '../../src/keys.ts'
-import { runCli } from '../../src/operations/cli.ts'
 import { createWeb, createWorker } from '../../src/runtime/services.ts'
 import { loadWorkflows } from '../../src/workflows/load.ts'
 import { executions, reset } from '../fixtures/jobs/_recorder.ts'
-import { REDIS_URL, startService, waitFor } from '../helpers/service.ts'
+import { cliOf, REDIS_URL, startService, waitFor } from '../helpers/service.ts'
 import { message } from '../helpers/stack.ts'
 
 // The release that defined ledger-apply accepted changes, then was replaced by one that renamed
@@ -19,12 +18,7 @@ const keys = new Keyspace(old.config.REDIS_PREFIX)
 let lsn = 2_000_000
 const change = (id: number, action = 'insert') => message('ledger', id, action, lsn++)
 
-async function cli (...argv: string[]) {
-  const out: string[] = []
-  const err: string[] = []
-  const code = await runCli(argv, { config: old.config, redis: old.redis, out: (line) => out.push(line), err: (line) => err.push(line) })
-  return { code, out, err, stdout: out.join('\n'), stderr: err.join('\n') }
-}
+const cli = cliOf(old)
 const blockedGauge = async (reason: string) => {
   const text = (await old.web.app.inject({ method: 'GET', url: '/metrics' })).body
   return Number(new RegExp(`^changeflow_rows_blocked\\{reason="${reason}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN)

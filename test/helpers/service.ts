@@ -8,6 +8,7 @@ import { loadConfig, type Config } from '../../src/config.ts'
 import { createLogger } from '../../src/logger.ts'
 import { Metrics } from '../../src/metrics.ts'
 import { createWeb, createWorker, type Web, type Worker } from '../../src/runtime/services.ts'
+import { runCli, type CliDeps } from '../../src/operations/cli.ts'
 import { loadWorkflows } from '../../src/workflows/load.ts'
 import { REDIS_URL } from './test-redis.ts'
 
@@ -128,4 +129,14 @@ export function withIdentity (message: Record<string, unknown>, lsn: number, idx
   copy.metadata.commit_idx = idx
   copy.metadata.idempotency_key = Buffer.from(`${lsn}:${idx}`).toString('base64')
   return copy
+}
+
+/** Runs the operator CLI in-process against a service's Redis, capturing what it prints. */
+export function cliOf (service: Pick<CliDeps, 'config' | 'redis'>) {
+  return async (...argv: string[]) => {
+    const out: string[] = []
+    const err: string[] = []
+    const code = await runCli(argv, { config: service.config, redis: service.redis, out: (line) => out.push(line), err: (line) => err.push(line) })
+    return { code, out, err, stdout: out.join('\n'), stderr: err.join('\n') }
+  }
 }

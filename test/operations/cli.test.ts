@@ -5,19 +5,14 @@ import { Layout } from '../../src/keys.ts'
 import { runCli, USAGE } from '../../src/operations/cli.ts'
 import { recordLayout } from '../../src/redis/layout.ts'
 import { executions, failures, reset } from '../fixtures/jobs/_recorder.ts'
-import { fixtureMessages, startService, waitFor, withIdentity } from '../helpers/service.ts'
+import { cliOf, fixtureMessages, startService, waitFor, withIdentity } from '../helpers/service.ts'
 
 const service = await startService()
 t.teardown(() => service.close())
 t.beforeEach(() => reset())
 
 /** Runs a command against the test service's Redis and prefix, collecting what it prints. */
-async function cli (...argv: string[]) {
-  const out: string[] = []
-  const err: string[] = []
-  const code = await runCli(argv, { config: service.config, redis: service.redis, out: (line) => out.push(line), err: (line) => err.push(line) })
-  return { code, out, err, stdout: out.join('\n'), stderr: err.join('\n') }
-}
+const cli = cliOf(service)
 
 const template = fixtureMessages('batch-orders-update-paid')[0]!
 let lsn = 300_000
