@@ -1,6 +1,7 @@
 import t from 'tap'
 import { executions, reset } from '../fixtures/jobs/_recorder.ts'
-import { fixtureMessages, startService, waitFor, withIdentity } from '../helpers/service.ts'
+import { startService, waitFor } from '../helpers/service.ts'
+import { messageText } from '../helpers/stack.ts'
 
 // A jsonb value is Postgres `numeric` inside: it holds integers of any length (`select
 // '{"n": 1e400}'::jsonb` prints 401 digits), and Sequin's JSON encoder writes them digit for digit.
@@ -9,16 +10,8 @@ const service = await startService()
 t.teardown(() => service.close())
 t.beforeEach(() => reset())
 
-const template = fixtureMessages('batch-orders-insert')[0]!
 let lsn = 7_700_000
-type Message = Record<string, unknown> & { record: Record<string, unknown>, metadata: Record<string, unknown> }
-function contentInsert (id: number, recordJson: string): string {
-  const message = withIdentity(template, lsn++) as Message
-  message.metadata.table_name = 'content'
-  message.metadata.record_pks = [String(id)]
-  message.record = { placeholder: true }
-  return JSON.stringify(message).replace('{"placeholder":true}', recordJson)
-}
+const contentInsert = (id: number, recordJson: string) => messageText('content', id, lsn++, recordJson)
 const batch = (...messages: string[]) => `{"data":[${messages.join(',')}]}`
 const echoed = (key: string) => executions.find((e) => e.workflow === 'content-echo' && e.key === key)
 

@@ -1,24 +1,17 @@
 import t from 'tap'
 import { executions, reset } from '../fixtures/jobs/_recorder.ts'
-import { fixtureMessages, startService, waitFor, withIdentity } from '../helpers/service.ts'
+import { startService, waitFor } from '../helpers/service.ts'
+import { messageText, type Message } from '../helpers/stack.ts'
 
 // A row's content is the customer's data: whatever it holds, it never fails its batch.
 const service = await startService()
 t.teardown(() => service.close())
 t.beforeEach(() => reset())
 
-const template = fixtureMessages('batch-orders-insert')[0]!
 let lsn = 900_000
-type Message = Record<string, unknown> & { record: Record<string, unknown>, metadata: Record<string, unknown> }
 
 /** A `content` insert for row `id` as JSON text, with `recordJson` spliced in verbatim as the record. */
-function contentInsert (id: number, recordJson = `{"id":${id}}`): string {
-  const message = withIdentity(template, lsn++) as Message
-  message.metadata.table_name = 'content'
-  message.metadata.record_pks = [String(id)]
-  message.record = { placeholder: true }
-  return JSON.stringify(message).replace('{"placeholder":true}', recordJson)
-}
+const contentInsert = (id: number, recordJson = `{"id":${id}}`) => messageText('content', id, lsn++, recordJson)
 const batch = (...messages: string[]) => `{"data":[${messages.join(',')}]}`
 const echoed = (key: string) => executions.find((e) => e.workflow === 'content-echo' && e.key === key)
 

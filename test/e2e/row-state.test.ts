@@ -3,7 +3,8 @@ import { Keyspace } from '../../src/keys.ts'
 import { withScripts } from '../../src/redis/scripts.ts'
 import { reconcileRow, retryStep } from '../../src/runs/rows.ts'
 import { executions, failures, hold, release, reset } from '../fixtures/jobs/_recorder.ts'
-import { fixtureMessages, startService, waitFor, withIdentity } from '../helpers/service.ts'
+import { startService, waitFor } from '../helpers/service.ts'
+import { message } from '../helpers/stack.ts'
 
 // A short dedup horizon, so that what happens after it passes can be seen.
 const service = await startService({ env: { DEDUP_TTL: '1s', KEEP_COMPLETED_AGE: '1s', RECONCILE_INTERVAL: '200ms' } })
@@ -13,17 +14,8 @@ const keys = new Keyspace(service.config.REDIS_PREFIX)
 const redis = withScripts(service.redis)
 const pastDedup = () => new Promise((resolve) => setTimeout(resolve, 1_300))
 
-const template = fixtureMessages('batch-orders-insert')[0]!
 let lsn = 1_000_000
-type Message = Record<string, unknown> & { record: Record<string, unknown>, metadata: Record<string, unknown> }
-function change (table: string, id: number, action = 'insert', at = lsn++, extra: Record<string, unknown> = {}): Message {
-  const message = withIdentity(template, at) as Message
-  message.action = action
-  message.metadata.table_name = table
-  message.metadata.record_pks = [String(id)]
-  message.record = { id, ...extra }
-  return message
-}
+const change = (table: string, id: number, action = 'insert', at = lsn++, extra: Record<string, unknown> = {}) => message(table, id, action, at, extra)
 const ran = (workflow: string, key: string) => executions.filter((e) => e.workflow === workflow && e.key === key)
 
 t.test('an unordered run keeps its earlier results past DEDUP_TTL while a step waits for an operator', async (t) => {

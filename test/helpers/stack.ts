@@ -72,3 +72,10 @@ export async function startStack (env: Record<string, string>, options: { worker
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** An insert as JSON text with `recordJson` spliced in verbatim as its record: for content JSON.stringify cannot write. */
+export function messageText (table: string, id: number, lsn: number, recordJson: string): string {
+  const m = message(table, id, 'insert', lsn)
+  m.record = { placeholder: true }
+  return JSON.stringify(m).replace('{"placeholder":true}', recordJson)
+}
