@@ -54,7 +54,7 @@ export async function commitPlan (redis: ScriptedRedis, keys: Keyspace, plan: Ba
   if (plan.changes.length === 0 && plan.quarantine.length === 0 && plan.positions.length === 0) {
     return { ok: true, accepted: [], jobs: 0, late: 0, skipped: 0, dropped: 0 }
   }
-  const parts: Part[] = [{ changes: [], quarantine: plan.quarantine, positions: plan.positions }]
+  const parts: Part[] = [{ changes: [], quarantine: plan.quarantine, positions: [] }]
   let jobs = plan.quarantine.length
   for (const change of plan.changes) {
     if (jobs > 0 && jobs + change.jobs.length > JOBS_PER_SCRIPT) {
@@ -64,6 +64,9 @@ export async function commitPlan (redis: ScriptedRedis, keys: Keyspace, plan: Ba
     parts.at(-1)!.changes.push(change)
     jobs += change.jobs.length
   }
+  // Unmatched changes' positions go last: every matched change of the batch is judged against
+  // what the rows had before it, as when the batch is one call.
+  parts.at(-1)!.positions = plan.positions
   // The first part holds the quarantine's check: the rest is sent once it passed, so that a full
   // quarantine refuses the batch before any of it is written. Without quarantined messages every
   // part goes out at once (Redis still runs them in order).

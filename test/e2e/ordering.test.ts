@@ -3,6 +3,7 @@ import { executions, failures, hold, release, reset } from '../fixtures/jobs/_re
 import { blockedRows, discardRun, retryStep } from '../../src/runs/rows.ts'
 import { Keyspace } from '../../src/keys.ts'
 import { withScripts } from '../../src/redis/scripts.ts'
+import { JOBS_PER_SCRIPT } from '../../src/ingest/commit.ts'
 import { fixtureMessages, startService, waitFor, withIdentity } from '../helpers/service.ts'
 
 const service = await startService({ env: { RECONCILE_INTERVAL: '200ms' } })
@@ -117,6 +118,16 @@ t.test('late changes run marked as late, or are skipped when the workflow says s
   t.same(ran('ledger-audit', '8').map((e) => e.late), [false, true])
   t.equal(ran('ledger-sync', '8').length, 1, 'the late state sync was skipped')
   t.equal(ran('ledger-sync', '8')[0]!.lsn, 500_012)
+})
+
+t.test('in a batch written in several script calls, a later unmatched change does not make an earlier one late', async (t) => {
+  // Row 9's insert lands in the second script call; its delete (no workflow wants it) is newer.
+  const filler = Array.from({ length: JOBS_PER_SCRIPT + 50 }, (_, i) => change('ledger', 20_000 + i, 'insert'))
+  const insert = change('ledger', 9, 'insert')
+  const response = await service.post({ data: [...filler, insert, change('ledger', 9, 'delete')] })
+  t.match(response.json(), { accepted: filler.length + 1, unmatched: 1 })
+  await waitFor(() => ran('ledger-apply', '9').length === 2, 20_000, "row 9's run")
+  t.same(ran('ledger-apply', '9').map((e) => e.late), [false, false], 'not late: the delete came after it')
 })
 
 t.test('a custom key row is not the primary-key row with the same values', async (t) => {
