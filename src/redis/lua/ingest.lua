@@ -73,6 +73,7 @@ local flags = {}
 for i, change in ipairs(plan.changes) do
   local fresh = 0
   local seen = OWN .. ':s:' .. change.id
+  local lateness -- judged once per change: its jobs share its primary-key row
   if rcall('HSETNX', seen, '_', 1) == 1 then
     if rcall('PTTL', seen) < 0 then rcall('PEXPIRE', seen, plan.ttl) end
     for _, job in ipairs(change.jobs) do
@@ -84,7 +85,12 @@ for i, change in ipairs(plan.changes) do
         fresh = 1
         -- Decided already (by the late script, in the primary-key row's shard) when the change's
         -- runs live in other shards than that row; here otherwise.
-        local lateRun = change.late == 1 or (change.late == nil and job.pkRow ~= nil and isLate(job.pkRow, change.version))
+        if lateness == nil then
+          if change.late ~= nil then lateness = change.late == 1
+          elseif job.pkRow ~= nil then lateness = isLate(job.pkRow, change.version)
+          else lateness = false end
+        end
+        local lateRun = lateness
         if lateRun and job.skipLate then
           skipped = skipped + 1
         else
