@@ -66,7 +66,6 @@ async function confirm (redis: RedisClient, keys: Keyspace, replication: Replica
  * shard, and carried to every part (see lua/late.lua).
  */
 async function decideLateness (redis: ScriptedRedis, layout: Layout, plan: BatchPlan, ttlMs: number): Promise<BatchPlan> {
-  if (layout.shards.length === 1) return plan
   const remote = new Map<number, Array<{ index: number, id: string, row: string, version: NonNullable<PlannedChange['version']> }>>()
   plan.changes.forEach((change, index) => {
     const pkRow = change.jobs[0]?.pkRow
@@ -98,15 +97,16 @@ async function decideLateness (redis: ScriptedRedis, layout: Layout, plan: Batch
  * answers non-2xx, and Sequin's redelivery finds the parts that did land as duplicates.
  */
 export async function commitBatch (redis: ScriptedRedis, layout: Layout, batch: BatchPlan, limits: CommitLimits, now: number, replication: Replication): Promise<Committed> {
-  const plan = await decideLateness(redis, layout, batch, limits.dedupTtlMs)
-  const parts = splitPlan(plan, layout)
-  const write = async (shard: number): Promise<Committed> => {
-    const part = parts[shard]!.plan
-    const committed = await commitPlan(redis, layout.shards[shard]!, part, limits, now)
+  const writePart = async (keys: Keyspace, part: BatchPlan): Promise<Committed> => {
+    const committed = await commitPlan(redis, keys, part, limits, now)
     const wrote = part.changes.length + part.quarantine.length + part.positions.length > 0
-    if (committed.ok && wrote) await confirm(redis, layout.shards[shard]!, replication)
+    if (committed.ok && wrote) await confirm(redis, keys, replication)
     return committed
   }
+  if (layout.shards.length === 1) return writePart(layout.shards[0]!, batch)
+  const plan = await decideLateness(redis, layout, batch, limits.dedupTtlMs)
+  const parts = splitPlan(plan, layout)
+  const write = (shard: number) => writePart(layout.shards[shard]!, parts[shard]!.plan)
   const home = plan.quarantine.length > 0 ? await write(0) : null
   if (home && !home.ok) return home
   const others = await Promise.all(parts.map((_, shard) => shard).filter((shard) => !(home && shard === 0)).map(async (shard) => [shard, await write(shard)] as const))
