@@ -163,7 +163,11 @@ t.test('connections between the web and Redis cut mid-enqueue: no 2xx without th
 
   t.equal(cuts.length, plan.length, 'every planned cut happened')
   t.ok(hits.every((h) => h.hit.length >= h.cuts), 'each cut met requests in flight')
-  t.ok(hits.find((h) => h.kind === 'partition')!.unavailable >= CUTS_EACH, 'a partition longer than ENQUEUE_TIMEOUT is answered 503')
+  // Requests in flight at the cut itself may have had their answer already (a 200 just before);
+  // those that meet the partition are answered 503 within it, at least one per partition.
+  const unavailableWhilePartitioned = answers.filter((a) => a.status === 503 &&
+    cuts.some((cut) => cut.kind === 'partition' && answeredAt(a) > cut.at + 20 && answeredAt(a) <= cut.until + MARGIN_MS)).length
+  t.ok(unavailableWhilePartitioned >= CUTS_EACH, `a partition longer than ENQUEUE_TIMEOUT is answered 503 (${unavailableWhilePartitioned} answers)`)
   t.equal(okWhileUnreachable, 0, 'no 2xx while Redis was unreachable')
   t.same(answers.filter((a) => a.status !== 200 && a.status !== 503).map((a) => a.status), [], 'nothing but 200 and 503: no 500, no hang')
   t.ok(slowest <= ENQUEUE_TIMEOUT_MS + MARGIN_MS, `requests met by a cut answered within ENQUEUE_TIMEOUT + ${MARGIN_MS} ms (slowest ${slowest} ms)`)
