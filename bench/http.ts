@@ -81,7 +81,7 @@ async function ready (url: string, child: ChildProcess): Promise<void> {
   throw new Error(`${url} did not answer 200 within 20 s`)
 }
 
-async function startReceiver (receiver: Receiver, redisUrl: string, options: { cpuProfileDir?: string } = {}): Promise<{ child: ChildProcess, url: string }> {
+export async function startReceiver (receiver: Receiver, redisUrl: string, options: { cpuProfileDir?: string } = {}): Promise<{ child: ChildProcess, url: string }> {
   const port = await freePort()
   const prefix = `h-${randomBytes(4).toString('hex')}`
   const common = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', REDIS_URL: redisUrl, PORT: String(port) }
@@ -102,7 +102,7 @@ async function startReceiver (receiver: Receiver, redisUrl: string, options: { c
   return { child, url: `http://127.0.0.1:${port}/webhooks/sequin` }
 }
 
-async function stopReceiver (child: ChildProcess): Promise<void> {
+export async function stopReceiver (child: ChildProcess): Promise<void> {
   if (child.exitCode !== null) return
   const exited = new Promise((resolve) => child.once('exit', resolve))
   child.kill('SIGTERM')
@@ -110,7 +110,7 @@ async function stopReceiver (child: ChildProcess): Promise<void> {
 }
 
 /** The load generator: its own process, so that its CPU is not the receiver's. */
-async function load (url: string, batch: number, amount: number, connections: number): Promise<LoadResult> {
+export async function load (url: string, batch: number, amount: number, connections: number): Promise<LoadResult> {
   const child = spawn(process.execPath, ['--import', 'tsx', `${projectRoot}bench/lib/load.ts`, url, TOKEN, String(batch), String(amount), String(connections)], {
     cwd: projectRoot,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' },

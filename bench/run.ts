@@ -4,6 +4,7 @@ import { openContext, type Context } from './lib/context.ts'
 import { BenchError, readSettings, type Settings } from './lib/settings.ts'
 import { interruption, secondsSince } from './lib/measure.ts'
 import { table } from './lib/table.ts'
+import { benchHttp } from './http.ts'
 import { benchIngest } from './ingest.ts'
 import { benchMemory } from './memory.ts'
 import { benchScale } from './scale.ts'
@@ -67,6 +68,10 @@ async function main (): Promise<number> {
       throw new BenchError(`no Redis answers at ${settings.redisUrl} (${(error as Error).message}): start one or set REDIS_URL`)
     }
     process.stdout.write(`## Environment\n\n${await environment(ctx, settings)}\n\n`)
+    if (settings.parts.has('http')) {
+      process.stderr.write('part 1: ingest over HTTP (private redis-server; receivers and load generator in processes of their own)\n')
+      process.stdout.write(`## Ingest over HTTP: changeflow against the receiver a user would write\n\n${(await benchHttp(settings.repeats)).text}\n\n`)
+    }
     if (settings.parts.has('ingest')) {
       process.stderr.write('part 1: ingest\n')
       process.stdout.write(`## Ingest: Sequin batches to queued jobs\n\n${await benchIngest(ctx)}\n\n`)

@@ -13,12 +13,15 @@ export interface Settings {
   workerConcurrency: number
   /** Part 2: share of changes whose row already had an earlier change in the same measurement. */
   sharedRows: number
-  parts: Set<'ingest' | 'steps' | 'memory' | 'scale'>
+  parts: Set<Part>
   /** Longest a single measurement may take before the benchmark gives up. */
   timeoutMs: number
   /** changeflow's log level; anything but silent is written to /dev/null, to measure its cost. */
   logLevel: 'silent' | 'info' | 'debug'
 }
+
+export const PARTS = ['http', 'ingest', 'steps', 'memory', 'scale'] as const
+export type Part = (typeof PARTS)[number]
 
 /** A failure whose message says it all: reported without a stack. */
 export class BenchError extends Error {}
@@ -46,10 +49,9 @@ export function readSettings (env: NodeJS.ProcessEnv): Settings {
   if (!LOOPBACK.has(host) && !host.startsWith('127.') && env.BENCH_ALLOW_REMOTE_REDIS !== '1') {
     throw new BenchError(`REDIS_URL points at ${host}, not loopback: set BENCH_ALLOW_REMOTE_REDIS=1 if you mean it`)
   }
-  const parts = new Set((env.BENCH_PARTS || 'ingest,steps,memory,scale').split(',').map((part) => part.trim()))
-  const known = ['ingest', 'steps', 'memory', 'scale']
+  const parts = new Set((env.BENCH_PARTS || PARTS.join(',')).split(',').map((part) => part.trim()))
   for (const part of parts) {
-    if (!known.includes(part)) throw new BenchError(`BENCH_PARTS lists some of ${known.join(', ')}; got "${part}"`)
+    if (!(PARTS as readonly string[]).includes(part)) throw new BenchError(`BENCH_PARTS lists some of ${PARTS.join(', ')}; got "${part}"`)
   }
   const logLevel = env.BENCH_LOG_LEVEL || 'silent'
   if (logLevel !== 'silent' && logLevel !== 'info' && logLevel !== 'debug') throw new BenchError(`BENCH_LOG_LEVEL is silent, info or debug; got "${logLevel}"`)
@@ -64,7 +66,7 @@ export function readSettings (env: NodeJS.ProcessEnv): Settings {
     changes: int('BENCH_CHANGES', Math.max(10, Math.round(3000 * scale)), 1, 1_000_000),
     workerConcurrency: int('BENCH_WORKER_CONCURRENCY', 16, 1, 1000),
     sharedRows: number(env, 'BENCH_SHARED_ROWS', 0.1, 0, 0.9),
-    parts: parts as Set<'ingest' | 'steps' | 'memory' | 'scale'>,
+    parts: parts as Set<Part>,
     timeoutMs: int('BENCH_TIMEOUT', 120, 1, 3600) * 1000,
     logLevel,
   }

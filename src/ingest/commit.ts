@@ -1,7 +1,9 @@
 import type { Keyspace } from '../keys.ts'
-import { declaredKeys } from '../redis/declared-keys.ts'
 import type { ScriptedRedis } from '../redis/scripts.ts'
-import type { BatchPlan, JobSpec } from './plan.ts'
+import { groupCommitFor, JOBS_PER_SCRIPT } from './group-commit.ts'
+import type { BatchPlan } from './plan.ts'
+
+export { JOBS_PER_SCRIPT }
 
 export type Committed =
   | {
@@ -22,27 +24,6 @@ export interface CommitLimits {
   dedupTtlMs: number
   quarantineLimit: number
 }
-
-/** A job as the ingest script reads it: its data is passed as its own argument, by index. */
-interface ScriptJob {
-  queue: string
-  id: string
-  name: string
-  data: number
-  opts: number
-  run?: string
-  row?: string
-  pkRow?: string
-  ordered?: boolean
-  skipLate?: boolean
-}
-
-/**
- * Most jobs one script call adds. A script holds Redis for its whole run (about 0.1 ms a job),
- * so a large batch is written as several calls, pipelined on one connection (Redis runs them
- * back to back, in order): none holds the server for more than a few tens of milliseconds.
- */
-export const JOBS_PER_SCRIPT = 250
 
 /**
  * Writes a batch plan. Each change is written in one script call with all its runs, or not at
@@ -88,60 +69,8 @@ export async function commitPlan (redis: ScriptedRedis, keys: Keyspace, plan: Ba
 
 type Part = Pick<BatchPlan, 'changes' | 'quarantine' | 'positions'>
 
-async function commitPart (redis: ScriptedRedis, keys: Keyspace, plan: Part, limits: CommitLimits, now: number): Promise<Committed> {
-  const argv: string[] = ['']
-  const queues = new Set<string>()
-  const opts = new Map<string, number>()
-
-  const scriptJob = (job: JobSpec): ScriptJob => {
-    queues.add(job.queue)
-    let index = opts.get(job.opts)
-    if (index === undefined) {
-      index = opts.size + 1
-      opts.set(job.opts, index)
-    }
-    argv.push(job.data)
-    const { queue, id, name, run, row, pkRow, ordered, skipLate } = job
-    return { queue, id, name, data: argv.length, opts: index, run, row, pkRow, ordered, skipLate }
-  }
-
-  const changes = plan.changes.map((change) => ({
-    id: change.changeId,
-    version: change.version,
-    late: change.late === undefined ? undefined : Number(change.late),
-    jobs: change.jobs.map(scriptJob),
-  }))
-  const quarantine = plan.quarantine.map(scriptJob)
-  argv[0] = JSON.stringify({
-    bull: keys.bullPrefix,
-    own: keys.own,
-    now: String(now),
-    ttl: limits.dedupTtlMs,
-    quarantineLimit: limits.quarantineLimit,
-    queues: [...queues],
-    opts: [...opts.keys()],
-    changes,
-    quarantine,
-    positions: plan.positions,
-  })
-
-  const declared = declaredKeys(redis, keys.rows(), function * () {
-    yield keys.tripwire()
-    yield keys.discardedQueues()
-    for (const name of queues) yield * keys.queueKeysTouched(name)
-    for (const change of plan.changes) {
-      yield keys.seen(change.changeId)
-      for (const job of change.jobs) {
-        yield keys.job(job.queue, job.id)
-        if (job.run) yield keys.run(job.run)
-        if (job.row) yield keys.rowQueue(job.row)
-        if (job.pkRow) yield keys.rowVersion(job.pkRow)
-      }
-    }
-    for (const job of plan.quarantine) yield keys.job(job.queue, job.id)
-    for (const position of plan.positions) yield keys.rowVersion(position.row)
-  })
-  const result = await redis.cfIngest(declared.length, ...declared, ...argv)
+async function commitPart (redis: ScriptedRedis, keys: Keyspace, part: Part, limits: CommitLimits, now: number): Promise<Committed> {
+  const result = await groupCommitFor(redis, keys).submit({ ...part, now, ttl: limits.dedupTtlMs, quarantineLimit: limits.quarantineLimit })
   if (result[0] === -1) return { ok: false, quarantineFull: { held: result[1] ?? 0 } }
   const [dropped = 0, skipped = 0, late = 0, jobs = 0] = result.splice(-4).reverse()
   return { ok: true, accepted: result.map((flag) => flag === 1), jobs, late, skipped, dropped }

@@ -1,41 +1,48 @@
--- Accepts one batch: a change is recorded as seen together with its runs, or not at all, and a
+-- Accepts batches: a change is recorded as seen together with its runs, or not at all, and a
 -- change already seen (within the dedup horizon) adds nothing. Ordered runs join their row's
 -- queue and start only when they reach its head.
 --
 -- KEYS[1]: any key of the keyspace (routes the call to the right Cluster node)
--- ARGV[1]: plan JSON
---   bull, own: key prefixes; now: ms (string); ttl: dedup horizon in ms
---   quarantineLimit: most messages the quarantine may hold
---   queues: { name, ... } every queue the plan adds to; opts: { optsJson, ... }
---   changes: { { id = change id, version = { lsn, idx } (canonical decimal text; absent on
+-- ARGV[1]: call JSON
+--   bull, own: key prefixes; queues: { name, ... } every queue the call adds to; opts: { optsJson, ... }
+--   segments: { segment, ... }: parts of batches (of several requests, written together), each
+--     taken as if it were a call of its own, in order
+--   segment: now: ms (string); ttl: dedup horizon in ms (string); quarantineLimit: most messages the
+--     quarantine may hold;
+--     changes: { { id = change id, version = { lsn, idx } (canonical decimal text; absent on
 --              reads), late = 0 or 1 when already decided (see late.lua), jobs = { job, ... } } },
 --              in commit order
---   quarantine: { job, ... }
---   positions: { { row = primary-key row, version = { lsn, idx } }, ... } of unmatched changes
+--     quarantine: { job, ... }
+--     positions: { { row = primary-key row, version = { lsn, idx } }, ... } of unmatched changes
 --   job: { queue, id, name, data = ARGV index of its data, opts = index in opts, run, row (the
 --          row whose queue it joins), pkRow (its primary-key row, for late detection; absent
 --          for tables without a primary key), ordered, skipLate }
--- Returns: one flag a change (1 accepted, 0 duplicate), then jobs added, late runs, skipped runs,
---   runs dropped because their workflow was given up (discard-workflow);
---   or { -1, held } when the quarantine cannot take this batch's new messages: nothing written.
-local plan = cjson.decode(ARGV[1])
-BULL, OWN = plan.bull, plan.own
-local now = tonumber(plan.now)
-for _, name in ipairs(plan.queues) do queue(name) end
+-- Returns, for each segment, the length of its result and then the result: one flag a change
+--   (1 accepted, 0 duplicate), then jobs added, late runs, skipped runs, runs dropped because
+--   their workflow was given up (discard-workflow); or { -1, held } when the quarantine cannot
+--   take the segment's new messages: nothing of the segment written.
+local call = cjson.decode(ARGV[1])
+BULL, OWN = call.bull, call.own
+local opts = call.opts
+for _, name in ipairs(call.queues) do queue(name) end
 
--- Bounded without losing anything: past the limit the batch is refused whole (Sequin keeps it).
-if #plan.quarantine > 0 then
-  local held = quarantineSize()
-  local adding = 0
-  for _, job in ipairs(plan.quarantine) do
-    if rcall('EXISTS', BULL .. ':quarantine:' .. job.id) == 0 then adding = adding + 1 end
+-- The segment being written, and what it did.
+local plan, now
+local added, late, skipped, dropped
+
+-- Looked up once a call: no script runs while this one does.
+local discarded = {}
+local function givenUp(name)
+  local verdict = discarded[name]
+  if verdict == nil then
+    verdict = isDiscardedQueue(name)
+    discarded[name] = verdict
   end
-  if adding > 0 and held + adding > plan.quarantineLimit then return { -1, held } end
+  return verdict
 end
 
-local added, late, skipped, dropped = 0, 0, 0, 0
 local function add(job)
-  addJob(queue(job.queue), job.id, job.name, ARGV[job.data], plan.opts[job.opts], now)
+  addJob(queue(job.queue), job.id, job.name, ARGV[job.data], opts[job.opts], now)
   added = added + 1
 end
 
@@ -47,9 +54,10 @@ end
 -- again, even when its change's dedup mark expired meanwhile (a redelivery days later). Its
 -- record then outlives the mark: it expires a dedup horizon after the run finished.
 -- A waiting run has a record (its parked job); only a row's head can be running without one; a
--- finished run is marked in its change's dedup hash.
-local function known(job, seen)
-  if rcall('EXISTS', runKey(job.run)) == 1 or rcall('HEXISTS', seen, job.queue) == 1 then return true end
+-- finished run is marked in its change's dedup hash (`marked`: the hash held more than the
+-- dedup field the script just set).
+local function known(job, seen, marked)
+  if rcall('EXISTS', runKey(job.run)) == 1 or (marked and rcall('HEXISTS', seen, job.queue) == 1) then return true end
   return job.ordered and rcall('LINDEX', OWN .. ':rowq:' .. job.row, 0) == rowEntry(job.queue, job.run, job.id)
 end
 
@@ -61,7 +69,7 @@ local function enter(job, lateRun)
   if rcall('RPUSH', OWN .. ':rowq:' .. job.row, rowEntry(job.queue, job.run, job.id)) == 1 then
     add(job)
   else
-    rcall('HSET', key, 'pj', job.id, 'pn', job.name, 'pd', ARGV[job.data], 'po', plan.opts[job.opts])
+    rcall('HSET', key, 'pj', job.id, 'pn', job.name, 'pd', ARGV[job.data], 'po', opts[job.opts])
     rcall('ZADD', OWN .. ':rows', 'NX', now, job.row)
   end
 end
@@ -69,45 +77,70 @@ end
 -- A change's dedup hash: field `_` while it is deduplicated, and a field per finished run (see
 -- markDone). Marked first: the type checks above leave nothing that could fail between a change's
 -- mark and its runs (Redis lets a script that has begun writing finish even past maxmemory).
-local flags = {}
-for i, change in ipairs(plan.changes) do
-  local fresh = 0
-  local seen = OWN .. ':s:' .. change.id
-  local lateness -- judged once per change: its jobs share its primary-key row
-  if rcall('HSETNX', seen, '_', 1) == 1 then
-    if rcall('PTTL', seen) < 0 then rcall('PEXPIRE', seen, plan.ttl) end
-    for _, job in ipairs(change.jobs) do
-      if isDiscardedQueue(job.queue) then
-        -- An old replica, still accepting for a workflow an operator gave up: not started.
-        fresh = 1
-        dropped = dropped + 1
-      elseif not known(job, seen) then
-        fresh = 1
-        -- Decided already (by the late script, in the primary-key row's shard) when the change's
-        -- runs live in other shards than that row; here otherwise.
-        if lateness == nil then
-          if change.late ~= nil then lateness = change.late == 1
-          elseif job.pkRow ~= nil then lateness = isLate(job.pkRow, change.version)
-          else lateness = false end
-        end
-        local lateRun = lateness
-        if lateRun and job.skipLate then
-          skipped = skipped + 1
-        else
-          if lateRun then late = late + 1 end
-          enter(job, lateRun)
+local function writeSegment()
+  -- Bounded without losing anything: past the limit the batch is refused whole (Sequin keeps it).
+  if #plan.quarantine > 0 then
+    local held = quarantineSize()
+    local adding = 0
+    for _, job in ipairs(plan.quarantine) do
+      if rcall('EXISTS', BULL .. ':quarantine:' .. job.id) == 0 then adding = adding + 1 end
+    end
+    if adding > 0 and held + adding > plan.quarantineLimit then return { -1, held } end
+  end
+
+  added, late, skipped, dropped = 0, 0, 0, 0
+  local flags = {}
+  for i, change in ipairs(plan.changes) do
+    local fresh = 0
+    local seen = OWN .. ':s:' .. change.id
+    local lateness -- judged once per change: its jobs share its primary-key row
+    if rcall('HSETNX', seen, '_', 1) == 1 then
+      -- Only the dedup field: the hash is new. More: a finished run re-created it (markDone),
+      -- with its own expiry.
+      local marked = rcall('HLEN', seen) > 1
+      if not marked or rcall('PTTL', seen) < 0 then rcall('PEXPIRE', seen, plan.ttl) end
+      for _, job in ipairs(change.jobs) do
+        if givenUp(job.queue) then
+          -- An old replica, still accepting for a workflow an operator gave up: not started.
+          fresh = 1
+          dropped = dropped + 1
+        elseif not known(job, seen, marked) then
+          fresh = 1
+          -- Decided already (by the late script, in the primary-key row's shard) when the change's
+          -- runs live in other shards than that row; here otherwise.
+          if lateness == nil then
+            if change.late ~= nil then lateness = change.late == 1
+            elseif job.pkRow ~= nil then lateness = isLate(job.pkRow, change.version)
+            else lateness = false end
+          end
+          local lateRun = lateness
+          if lateRun and job.skipLate then
+            skipped = skipped + 1
+          else
+            if lateRun then late = late + 1 end
+            enter(job, lateRun)
+          end
         end
       end
     end
+    flags[i] = fresh
   end
-  flags[i] = fresh
-end
-for _, job in ipairs(plan.quarantine) do add(job) end
--- A newer change no workflow wanted is still its row's newest: an older one arriving later is late.
-for _, position in ipairs(plan.positions) do isLate(position.row, position.version) end
+  for _, job in ipairs(plan.quarantine) do add(job) end
+  -- A newer change no workflow wanted is still its row's newest: an older one arriving later is late.
+  for _, position in ipairs(plan.positions) do isLate(position.row, position.version) end
 
-flags[#flags + 1] = added
-flags[#flags + 1] = late
-flags[#flags + 1] = skipped
-flags[#flags + 1] = dropped
-return flags
+  flags[#flags + 1] = added
+  flags[#flags + 1] = late
+  flags[#flags + 1] = skipped
+  flags[#flags + 1] = dropped
+  return flags
+end
+
+local results = {}
+for _, segment in ipairs(call.segments) do
+  plan, now = segment, tonumber(segment.now)
+  local result = writeSegment()
+  results[#results + 1] = #result
+  for _, value in ipairs(result) do results[#results + 1] = value end
+end
+return results
