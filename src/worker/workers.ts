@@ -5,6 +5,7 @@ import type { Config } from '../config.ts'
 import { QUARANTINE_QUEUE, type Keyspace, type Layout } from '../keys.ts'
 import { markBlocked } from '../runs/rows.ts'
 import { createQuarantineRunner, type QuarantineDeps } from './quarantine.ts'
+import { failsForGood } from './outcome.ts'
 import { createStepRunner, type StepRunnerDeps } from './run-step.ts'
 
 export type WorkerConfig = Pick<Config, 'WORKER_CONCURRENCY' | 'LOCK_DURATION' | 'MAX_STALLED_COUNT' | 'STALLED_INTERVAL'>
@@ -53,7 +54,7 @@ export function startWorkers (config: WorkerConfig, connection: RedisClient, dep
     worker.on('failed', (job: Job | undefined, error: Error) => {
       if (!job) return
       const attempts = job.opts.attempts ?? 1
-      const final = job.attemptsMade >= attempts || error.name === 'UnrecoverableError' || error.name === 'PermanentError'
+      const final = failsForGood(job.attemptsMade, attempts, error)
       const { table, key, action, run } = (job.data ?? {}) as { table?: string, key?: string[], action?: string, run?: string }
       const fields = { queue: worker.name, jobId: job.id, step: job.name, run, table, key, action, attempt: job.attemptsMade, attempts, err: error }
       if (worker.name === QUARANTINE_QUEUE) {
