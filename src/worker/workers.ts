@@ -5,6 +5,7 @@ import type { Config } from '../config.ts'
 import { QUARANTINE_QUEUE, type Keyspace, type Layout } from '../keys.ts'
 import { markBlocked } from '../runs/rows.ts'
 import { createQuarantineRunner, type QuarantineDeps } from './quarantine.ts'
+import type { Tracing } from '../tracing/tracing.ts'
 import { failsForGood } from './outcome.ts'
 import { createStepRunner, type StepRunnerDeps } from './run-step.ts'
 
@@ -19,6 +20,7 @@ export interface Workers {
 export type WorkerDeps = Omit<StepRunnerDeps, 'keys'> & QuarantineDeps & {
   /** The shards this process consumes (WORKER_SHARDS; all by default). */
   shards: readonly number[]
+  tracing?: Pick<Tracing, 'steps'>
 }
 
 /**
@@ -41,7 +43,8 @@ export function startWorkers (config: WorkerConfig, connection: RedisClient, dep
   const started: Array<{ worker: Worker, keys: Keyspace }> = []
   for (const shard of deps.shards) {
     const keys = layout.shards[shard]!
-    const runStep = createStepRunner({ ...deps, keys })
+    const untraced = createStepRunner({ ...deps, keys })
+    const runStep = deps.tracing?.steps(untraced) ?? untraced
     for (const workflow of deps.workflows) started.push({ worker: new Worker(workflow.name, runStep, { ...common, prefix: keys.bullPrefix }), keys })
   }
   if (deps.shards.includes(0)) {
