@@ -10,6 +10,7 @@ import type { Config } from './config.ts'
 import { errorContractOptions, useErrorContract } from './http/error-contract.ts'
 import type { Ingest } from './ingest/ingest.ts'
 import type { Metrics } from './metrics.ts'
+import type { Tracing } from './tracing/tracing.ts'
 
 export interface AppDeps {
   logger: Logger
@@ -24,6 +25,8 @@ export interface AppDeps {
   isClosing: () => boolean
   /** The dashboard, behind its own credentials; absent when it is off. */
   board?: BoardOptions
+  /** Present when tracing is on: the webhook's requests get spans (probes and the dashboard do not). */
+  tracing?: Pick<Tracing, 'requests'>
 }
 
 /** The HTTP side, ready to `inject` or `listen`. It never touches `process`. */
@@ -66,11 +69,14 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
     await app.register(metricsRoute, { metrics: deps.metrics, token: config.METRICS_TOKEN })
   }
   if (deps.board) await app.register(board, deps.board)
-  await app.register(webhook, {
-    prefix: '/webhooks',
-    tokens: deps.tokens,
-    ingest: deps.ingest,
-    isReady: () => deps.notReadyReason() === null,
-  })
+  await app.register(async (webhooks) => {
+    // Around the webhook's own hooks, so that refused requests (401, 503) have their span too.
+    deps.tracing?.requests(webhooks)
+    await webhooks.register(webhook, {
+      tokens: deps.tokens,
+      ingest: deps.ingest,
+      isReady: () => deps.notReadyReason() === null,
+    })
+  }, { prefix: '/webhooks' })
   return app
 }

@@ -41,6 +41,8 @@ const nodes = list.pipe(z.array(z.string().regex(hostPort, 'expected host:port')
 const bool = z.enum(['true', 'false', '1', '0']).transform((text) => text === 'true' || text === '1')
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z.string().trim().regex(/^\d+$/, 'expected a whole number').transform(Number).pipe(z.number().int().min(min).max(max))
+const httpUrl = z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' })
+const otlpProtocol = z.enum(['http/protobuf', 'http/json'], { error: 'expected http/protobuf or http/json (grpc is not supported: use port 4318)' })
 
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -83,6 +85,15 @@ const envSchema = z.object({
   EMBEDDED_REDIS: bool.default(true),
   REDIS_REQUIRE_DURABLE: bool.default(false),
   REDIS_CHECK_INTERVAL: positive('ms').default(30_000),
+  // OpenTelemetry's standard variables that decide whether changeflow traces and how it exports
+  // (src/tracing/tracing.ts). The SDK reads these and its other variables (headers, sampler,
+  // batching, resource attributes) from the environment itself, as every OpenTelemetry SDK does.
+  OTEL_SDK_DISABLED: bool.default(false),
+  OTEL_TRACES_EXPORTER: list.pipe(z.array(z.enum(['otlp', 'console', 'none']))).optional(),
+  OTEL_EXPORTER_OTLP_ENDPOINT: httpUrl.optional(),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: httpUrl.optional(),
+  OTEL_EXPORTER_OTLP_PROTOCOL: otlpProtocol.default('http/protobuf'),
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: otlpProtocol.optional(),
 })
 
 export type Config = Readonly<z.infer<typeof envSchema>>

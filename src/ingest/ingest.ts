@@ -5,6 +5,7 @@ import type { Metrics } from '../metrics.ts'
 import type { ScriptedRedis } from '../redis/scripts.ts'
 import { MAX_JSON_DEPTH, parseExactJson, type ParsedJson } from '../json/exact.ts'
 import { readEnvelope } from '../sequin/message.ts'
+import type { Tracing } from '../tracing/tracing.ts'
 import type { Workflow } from '../workflows/define.ts'
 import type { Committed } from './commit.ts'
 import { commitBatch, ReplicationError } from './shards.ts'
@@ -43,6 +44,7 @@ export interface IngestDeps {
   jobOptions: JobOptions
   config: Pick<Config, 'DEDUP_TTL' | 'ENQUEUE_TIMEOUT' | 'INVALID_MESSAGES' | 'MAX_BATCH_MESSAGES' | 'QUARANTINE_LIMIT' | 'REDIS_WAIT_REPLICAS' | 'REDIS_WAIT_TIMEOUT'>
   metrics: Metrics
+  tracing?: Pick<Tracing, 'changes'>
 }
 
 class Deadline extends Error {}
@@ -93,7 +95,7 @@ function count (metrics: Metrics, plan: BatchPlan, committed: Written): void {
   if (committed.skipped > 0) metrics.lateRuns.inc({ outcome: 'skipped' }, committed.skipped)
 }
 
-export function createIngest ({ redis, layout, workflows, jobOptions, config, metrics }: IngestDeps): Ingest {
+export function createIngest ({ redis, layout, workflows, jobOptions, config, metrics, tracing }: IngestDeps): Ingest {
   const replication = { replicas: config.REDIS_WAIT_REPLICAS, timeoutMs: config.REDIS_WAIT_TIMEOUT }
   const warnedTables = new Set<string>()
 
@@ -121,6 +123,7 @@ export function createIngest ({ redis, layout, workflows, jobOptions, config, me
     }
     const rejections = () => plan.quarantine.map(({ index, issues }) => ({ index, issues }))
     if (plan.quarantine.length > 0 && config.INVALID_MESSAGES === 'reject') return { kind: 'rejected', errors: rejections() }
+    tracing?.changes(plan)
 
     let committed: Committed
     const limits = { dedupTtlMs: config.DEDUP_TTL, quarantineLimit: config.QUARANTINE_LIMIT }

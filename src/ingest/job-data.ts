@@ -14,6 +14,8 @@ export interface StepJobHeader {
   key: string[]
   action: SequinMessage['action']
   commitTimestamp: string
+  /** The change's trace context (W3C traceparent), only while tracing is on (src/tracing). */
+  trace?: string
 }
 
 /** The job data every step of a run carries: who it is, then the change itself. */

@@ -12,6 +12,7 @@ import { createWeb, createWorker, redisTarget } from '../runtime/services.ts'
 import { startMetricsHttp } from '../runtime/metrics-http.ts'
 import { boardBanner, resolveBoardCredentials } from '../runtime/board-credentials.ts'
 import { resolveTokens, tokenBanner } from '../runtime/tokens.ts'
+import { startTracing, type Tracing } from '../tracing/tracing.ts'
 import { loadWorkflows, WorkflowLoadError } from '../workflows/load.ts'
 import { preflight } from './preflight.ts'
 
@@ -30,8 +31,10 @@ export async function run (role: Role): Promise<void> {
   const metrics = new Metrics()
   const closers: Array<() => Promise<void>> = []
   let embedded: EmbeddedRedis | undefined
+  let tracing: Tracing | undefined
 
   try {
+    tracing = await startTracing(config, logger)
     const workflows = await loadWorkflows(config.JOBS_DIR)
     logger.info({ jobsDir: config.JOBS_DIR, workflows: workflows.map((workflow) => workflow.name) }, 'workflows loaded')
 
@@ -53,14 +56,14 @@ export async function run (role: Role): Promise<void> {
       const { tokens, generatedFile } = await resolveTokens(config)
       const credentials = await resolveBoardCredentials(config)
       if (!credentials.enabled) logger.warn(credentials.reason)
-      const web = await createWeb({ config, logger, redisUrl, workflows, tokens, metrics, board: credentials.enabled ? credentials : undefined })
+      const web = await createWeb({ config, logger, redisUrl, workflows, tokens, metrics, tracing, board: credentials.enabled ? credentials : undefined })
       closers.push(web.close)
       await web.app.listen({ host: config.HOST, port: config.PORT })
       if (generatedFile) process.stderr.write(tokenBanner(tokens[0]!, generatedFile, config.PORT))
       if (credentials.enabled) process.stderr.write(`${boardBanner(credentials, config.PORT)}\n`)
     }
     if (role !== 'web') {
-      const worker = createWorker({ config, logger, redisUrl, workflows, metrics, checkRedis: role === 'worker' })
+      const worker = createWorker({ config, logger, redisUrl, workflows, metrics, tracing, checkRedis: role === 'worker' })
       closers.unshift(worker.close)
       logger.info({ concurrency: config.WORKER_CONCURRENCY }, 'workers started')
     }
@@ -72,6 +75,7 @@ export async function run (role: Role): Promise<void> {
   } catch (error) {
     for (const close of closers) await close().catch(() => {})
     await embedded?.stop()
+    await tracing?.shutdown()
     return fail(error)
   }
 
@@ -83,6 +87,8 @@ export async function run (role: Role): Promise<void> {
     else logger.info({ signal }, 'shutting down')
     await Promise.all(closers.map((close) => close()))
     await embedded?.stop()
+    // Last: the spans of the steps and requests that just finished go out too.
+    await tracing?.shutdown()
     logger.info('stopped')
     // pino writes asynchronously; written out in order before close-with-grace exits the process.
     await new Promise<void>((resolve) => logger.flush(() => resolve()))

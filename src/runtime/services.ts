@@ -12,6 +12,7 @@ import { registerGauges } from '../operations/gauges.ts'
 import { createRedis, waitUntilReady, type RedisTarget } from '../redis/connection.ts'
 import { RedisMonitor } from '../redis/monitor.ts'
 import { withScripts } from '../redis/scripts.ts'
+import type { Tracing } from '../tracing/tracing.ts'
 import type { Workflow } from '../workflows/define.ts'
 import { registerQueues, reportForeignWork } from '../runs/orphans.ts'
 import { watchForeignQueues, watchQuarantine } from './watchers.ts'
@@ -36,10 +37,12 @@ export interface WebOptions {
   board?: { username: string, password: string }
   /** The process's metrics, shared with its workers under `npm start`. */
   metrics?: Metrics
+  /** Present when tracing is on. */
+  tracing?: Tracing
 }
 
 /** The HTTP side with its Redis client: what `npm run web` runs and what tests inject into. */
-export async function createWeb ({ config, logger, redisUrl, workflows, tokens, board, metrics = new Metrics() }: WebOptions): Promise<Web> {
+export async function createWeb ({ config, logger, redisUrl, workflows, tokens, board, metrics = new Metrics(), tracing }: WebOptions): Promise<Web> {
   const target = redisTarget(config, redisUrl)
   const redis = withScripts(createRedis(target, 'web', logger))
   // The dashboard and metric scrapes read on their own connection: a slow one never queues
@@ -62,7 +65,7 @@ export async function createWeb ({ config, logger, redisUrl, workflows, tokens, 
   const addForeign: Array<(queue: Queue) => void> = [(queue) => queues.push(queue)]
   const foreign = watchForeignQueues(opsRedis, layout, names, config.REDIS_CHECK_INTERVAL, logger,
     (queue) => { for (const add of addForeign) add(queue) })
-  const ingest = createIngest({ redis, layout, workflows, jobOptions: createJobOptions(workflows, config), config, metrics })
+  const ingest = createIngest({ redis, layout, workflows, jobOptions: createJobOptions(workflows, config), config, metrics, tracing })
   const release = async () => {
     quarantine.stop()
     foreign.stop()
@@ -88,6 +91,7 @@ export async function createWeb ({ config, logger, redisUrl, workflows, tokens, 
       metrics,
       ingest,
       tokens,
+      tracing,
       board: board && {
         queues: [...queues],
         shardOf: (queue: Queue) => (layout.shards.length > 1 ? layout.shards.findIndex((keys) => keys.bullPrefix === queue.opts.prefix) : undefined),
@@ -130,6 +134,8 @@ export interface WorkerOptions {
   redisUrl: string
   workflows: readonly Workflow[]
   metrics?: Metrics
+  /** Present when tracing is on. */
+  tracing?: Tracing
   /**
    * Check Redis's settings and the data-loss tripwire here too, for the log: a worker-only
    * process has no readiness to gate, and under `npm start` the web side already checks.
@@ -138,7 +144,7 @@ export interface WorkerOptions {
 }
 
 /** The step runners: what `npm run worker` runs, any number of replicas against one Redis. */
-export function createWorker ({ config, logger, redisUrl, workflows, metrics = new Metrics(), checkRedis = false }: WorkerOptions): Worker {
+export function createWorker ({ config, logger, redisUrl, workflows, metrics = new Metrics(), tracing, checkRedis = false }: WorkerOptions): Worker {
   const redis = withScripts(createRedis(redisTarget(config, redisUrl), 'worker', logger))
   const layout = new Layout(config.REDIS_PREFIX, config.REDIS_SHARDS)
   const shards = config.WORKER_SHARDS ?? layout.shards.map((_, shard) => shard)
@@ -152,6 +158,7 @@ export function createWorker ({ config, logger, redisUrl, workflows, metrics = n
     dedupTtlMs: config.DEDUP_TTL,
     log: logger,
     metrics,
+    tracing,
   })
   const reconciler = startReconciler(redis, layout, config.RECONCILE_INTERVAL, config.DEDUP_TTL, logger)
   const names = [...workflows.map((workflow) => workflow.name), QUARANTINE_QUEUE]

@@ -5,6 +5,8 @@ import type { Config } from '../config.ts'
 import { QUARANTINE_QUEUE, type Keyspace, type Layout } from '../keys.ts'
 import { markBlocked } from '../runs/rows.ts'
 import { createQuarantineRunner, type QuarantineDeps } from './quarantine.ts'
+import type { Tracing } from '../tracing/tracing.ts'
+import { failsForGood } from './outcome.ts'
 import { createStepRunner, type StepRunnerDeps } from './run-step.ts'
 
 export type WorkerConfig = Pick<Config, 'WORKER_CONCURRENCY' | 'LOCK_DURATION' | 'MAX_STALLED_COUNT' | 'STALLED_INTERVAL'>
@@ -18,6 +20,7 @@ export interface Workers {
 export type WorkerDeps = Omit<StepRunnerDeps, 'keys'> & QuarantineDeps & {
   /** The shards this process consumes (WORKER_SHARDS; all by default). */
   shards: readonly number[]
+  tracing?: Pick<Tracing, 'steps'>
 }
 
 /**
@@ -40,7 +43,8 @@ export function startWorkers (config: WorkerConfig, connection: RedisClient, dep
   const started: Array<{ worker: Worker, keys: Keyspace }> = []
   for (const shard of deps.shards) {
     const keys = layout.shards[shard]!
-    const runStep = createStepRunner({ ...deps, keys })
+    const untraced = createStepRunner({ ...deps, keys })
+    const runStep = deps.tracing?.steps(untraced) ?? untraced
     for (const workflow of deps.workflows) started.push({ worker: new Worker(workflow.name, runStep, { ...common, prefix: keys.bullPrefix }), keys })
   }
   if (deps.shards.includes(0)) {
@@ -53,7 +57,7 @@ export function startWorkers (config: WorkerConfig, connection: RedisClient, dep
     worker.on('failed', (job: Job | undefined, error: Error) => {
       if (!job) return
       const attempts = job.opts.attempts ?? 1
-      const final = job.attemptsMade >= attempts || error.name === 'UnrecoverableError' || error.name === 'PermanentError'
+      const final = failsForGood(job.attemptsMade, attempts, error)
       const { table, key, action, run } = (job.data ?? {}) as { table?: string, key?: string[], action?: string, run?: string }
       const fields = { queue: worker.name, jobId: job.id, step: job.name, run, table, key, action, attempt: job.attemptsMade, attempts, err: error }
       if (worker.name === QUARANTINE_QUEUE) {
