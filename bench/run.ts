@@ -78,7 +78,7 @@ async function main (): Promise<number> {
     }
     if (settings.parts.has('steps')) {
       process.stderr.write('part 2: steps\n')
-      process.stdout.write(`## Steps: queued changes to completed steps\n\n${await benchSteps(ctx)}\n\n`)
+      process.stdout.write(`## Steps: queued changes to completed steps\n\n${(await benchSteps(ctx)).text}\n\n`)
     }
     if (settings.parts.has('memory')) {
       process.stderr.write('part 3: memory\n')

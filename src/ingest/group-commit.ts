@@ -90,36 +90,7 @@ export class GroupCommit {
 
   private async call (segments: Segment[]): Promise<number[][]> {
     const { redis, keys } = this
-    const argv: string[] = ['']
-    const queues = new Set<string>()
-    const opts = new Map<string, number>()
-    const scriptJob = (job: JobSpec) => {
-      queues.add(job.queue)
-      let index = opts.get(job.opts)
-      if (index === undefined) {
-        index = opts.size + 1
-        opts.set(job.opts, index)
-      }
-      argv.push(job.data)
-      const { queue, id, name, run, row, pkRow, ordered, skipLate } = job
-      return { queue, id, name, data: argv.length, opts: index, run, row, pkRow, ordered, skipLate }
-    }
-    const written = segments.map((segment) => ({
-      now: String(segment.now),
-      // Text: Redis would format a Lua number for every PEXPIRE and SET PX.
-      ttl: String(segment.ttl),
-      quarantineLimit: segment.quarantineLimit,
-      changes: segment.changes.map((change) => ({
-        id: change.changeId,
-        version: change.version,
-        late: change.late === undefined ? undefined : Number(change.late),
-        jobs: change.jobs.map(scriptJob),
-      })),
-      quarantine: segment.quarantine.map(scriptJob),
-      positions: segment.positions,
-    }))
-    argv[0] = JSON.stringify({ bull: keys.bullPrefix, own: keys.own, queues: [...queues], opts: [...opts.keys()], segments: written })
-
+    const { argv, queues } = scriptArguments(keys, segments)
     const declared = declaredKeys(redis, keys.rows(), function * () {
       yield keys.tripwire()
       yield keys.discardedQueues()
@@ -144,6 +115,40 @@ export class GroupCommit {
     if (results.length !== segments.length) throw new Error(`the ingest script answered for ${results.length} of ${segments.length} segments`)
     return results
   }
+}
+
+/** The ingest script's ARGV for these segments (the call JSON, then each job's data), and the queues it adds to. */
+export function scriptArguments (keys: Keyspace, segments: readonly Segment[]): { argv: string[], queues: Set<string> } {
+  const argv: string[] = ['']
+  const queues = new Set<string>()
+  const opts = new Map<string, number>()
+  const scriptJob = (job: JobSpec) => {
+    queues.add(job.queue)
+    let index = opts.get(job.opts)
+    if (index === undefined) {
+      index = opts.size + 1
+      opts.set(job.opts, index)
+    }
+    argv.push(job.data)
+    const { queue, id, name, run, row, pkRow, ordered, skipLate } = job
+    return { queue, id, name, data: argv.length, opts: index, run, row, pkRow, ordered, skipLate }
+  }
+  const written = segments.map((segment) => ({
+    now: String(segment.now),
+    // Text: Redis would format a Lua number for every PEXPIRE and SET PX.
+    ttl: String(segment.ttl),
+    quarantineLimit: segment.quarantineLimit,
+    changes: segment.changes.map((change) => ({
+      id: change.changeId,
+      version: change.version,
+      late: change.late === undefined ? undefined : Number(change.late),
+      jobs: change.jobs.map(scriptJob),
+    })),
+    quarantine: segment.quarantine.map(scriptJob),
+    positions: segment.positions,
+  }))
+  argv[0] = JSON.stringify({ bull: keys.bullPrefix, own: keys.own, queues: [...queues], opts: [...opts.keys()], segments: written })
+  return { argv, queues }
 }
 
 const committers = new WeakMap<ScriptedRedis, Map<string, GroupCommit>>()
