@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
@@ -8,6 +10,7 @@ import { freePort } from '../src/redis/embedded.ts'
 import { startRedisServer } from '../scripts/lib/redis-server.ts'
 import { TOKEN } from './lib/context.ts'
 import { median } from './lib/measure.ts'
+import { summariseProfile, type ProfileShare } from './lib/profile.ts'
 import { ratio, table } from './lib/table.ts'
 
 /** One side of the comparison: a receiver process of its own. */
@@ -156,6 +159,30 @@ async function measure (receiver: Receiver, spec: (typeof LOADS)[number], redisU
 export interface HttpFigures {
   text: string
   runs: Run[]
+  /** Where each receiver's main thread spent its time at batch 100 (a profiled, unmeasured run). */
+  profiles: Record<string, ProfileShare[]>
+}
+
+/** One more run of changeflow and the bare receiver at batch 100 under `--cpu-prof`: what bounds each. */
+async function profileAt100 (redisUrl: string, admin: Redis): Promise<Record<string, ProfileShare[]>> {
+  const spec = LOADS.find((load) => load.batch === 100)!
+  const profiles: Record<string, ProfileShare[]> = {}
+  for (const receiver of ['changeflow', 'bare'] as const) {
+    const dir = mkdtempSync(join(tmpdir(), 'changeflow-profile-'))
+    try {
+      const { child, url } = await startReceiver(receiver, redisUrl, { cpuProfileDir: dir })
+      try {
+        await load(url, spec.batch, spec.amount, spec.connections)
+      } finally {
+        await stopReceiver(child) // the profile is written as the process exits
+        await admin.flushall()
+      }
+      profiles[receiver] = summariseProfile(dir, 6).shares
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+  return profiles
 }
 
 /**
@@ -168,6 +195,7 @@ export async function benchHttp (repeats: number): Promise<HttpFigures> {
   const server = await startRedisServer(['--maxmemory-policy', 'noeviction'])
   const admin = new Redis(server.url, { maxRetriesPerRequest: 1 })
   const runs: Run[] = []
+  let profiles: Record<string, ProfileShare[]> = {}
   try {
     for (const spec of LOADS) {
       for (let round = 0; round < repeats; round++) {
@@ -180,11 +208,22 @@ export async function benchHttp (repeats: number): Promise<HttpFigures> {
         }
       }
     }
+    process.stderr.write('  http: profiling changeflow and bare at batch 100\n')
+    profiles = await profileAt100(server.url, admin)
   } finally {
     admin.disconnect()
     await server.stop()
   }
-  return { text: httpTable(runs), runs }
+  const where = (receiver: string) => (profiles[receiver] ?? []).map((share) => `${share.where} ${Math.round(share.share * 100)}%`).join(', ')
+  const text = [
+    httpTable(runs),
+    '',
+    'Where the receivers\' main threads spent their CPU at batch 100 (`--cpu-prof`, self time, idle excluded; `node` is Node\'s own code: sockets, HTTP parsing, module loading):',
+    '',
+    `- changeflow: ${where('changeflow')}`,
+    `- bare: ${where('bare')}`,
+  ].join('\n')
+  return { text, runs, profiles }
 }
 
 export function httpTable (runs: readonly Run[]): string {
