@@ -1,11 +1,28 @@
+import { existsSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { z } from 'zod'
 
 /** Where Redis is looked for when REDIS_URL is not set. */
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379'
 
-/** Project root: config defaults (jobs/, .data/) are relative to it, not to the cwd. */
-export const projectRoot = fileURLToPath(new URL('..', import.meta.url))
+/**
+ * The folder holding src/, routes/ and jobs/ as they run: the project itself from the TypeScript
+ * sources (tsx), `dist/` once built. The default JOBS_DIR is relative to it, so a built service
+ * loads the compiled workflows beside its compiled core.
+ */
+export const codeRoot = fileURLToPath(new URL('..', import.meta.url))
+
+/** The nearest folder at or above `dir` holding a package.json. */
+function packageRoot (dir: string): string {
+  for (let at = dir; ; at = dirname(at)) {
+    if (existsSync(join(at, 'package.json'))) return at.endsWith('/') ? at : `${at}/`
+    if (dirname(at) === at) return dir
+  }
+}
+
+/** Project root (the package's folder, built or not): .data/ is relative to it, not to the cwd. */
+export const projectRoot = packageRoot(codeRoot)
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 const SIZES: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }
@@ -54,7 +71,7 @@ const envSchema = z.object({
   REDIS_WAIT_TIMEOUT: positive('ms').default(1_000),
   REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, _ and - only').default('changeflow'),
   SEQUIN_WEBHOOK_TOKENS: list.default([]),
-  JOBS_DIR: z.string().default(`${projectRoot}jobs`),
+  JOBS_DIR: z.string().default(`${codeRoot}jobs`),
   DATA_DIR: z.string().default(`${projectRoot}.data`),
   BODY_LIMIT: size.default(64 * 1024 ** 2),
   DEDUP_TTL: positive('s').default(7 * UNITS.d!),
