@@ -64,6 +64,9 @@ const envSchema = z.object({
   HOST: z.string().default('0.0.0.0'),
   PORT: int(0, 65535).default(3000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Unset: `hash` with NODE_ENV=production, `plain` elsewhere (see withDefaults). */
+  LOG_ROW_KEYS: z.enum(['hash', 'plain']).optional(),
+  LOG_ROW_KEY_SECRET: z.string().min(16, 'at least 16 characters (openssl rand -base64 32)').optional(),
   REDIS_URL: z.string().url().optional(),
   REDIS_CLUSTER_NODES: nodes.optional(),
   REDIS_SHARDS: int(1, 1024).default(1),
@@ -102,7 +105,12 @@ const envSchema = z.object({
   REDIS_CHECK_INTERVAL: positive('ms').default(30_000),
 })
 
-export type Config = Readonly<z.infer<typeof envSchema>>
+/** Defaults that depend on another setting. */
+function withDefaults (config: z.infer<typeof envSchema>) {
+  return { ...config, LOG_ROW_KEYS: config.LOG_ROW_KEYS ?? (config.NODE_ENV === 'production' ? 'hash' : 'plain') }
+}
+
+export type Config = Readonly<ReturnType<typeof withDefaults>>
 
 /** Settings that each make sense alone but not together: refused, with the reason. */
 function contradictions (config: z.infer<typeof envSchema>, env: Record<string, string | undefined>): string[] {
@@ -144,5 +152,5 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
   }
   const problems = contradictions(parsed.data, defined)
   if (problems.length > 0) throw new ConfigError(`invalid configuration:\n${problems.join('\n')}`)
-  return Object.freeze(parsed.data)
+  return Object.freeze(withDefaults(parsed.data))
 }
