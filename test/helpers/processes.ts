@@ -30,11 +30,18 @@ export interface RoleProcess {
 
 /**
  * A web or worker process from the sources (as `npm run dev:web` and `dev:worker` start them), run
- * directly so that signals reach the service itself, with its output captured and teed into the
- * suite's log file `<test>.<name>-<n>`.
+ * directly so that signals reach the service itself: see spawnCommand.
  */
 export function spawnRole (role: 'web' | 'worker', env: Record<string, string>, name: string = role): RoleProcess {
-  const child = spawn(process.execPath, [...SOURCE_NODE_ARGS, join(projectRoot, `src/main/${role}.ts`)], {
+  return spawnCommand([process.execPath, ...SOURCE_NODE_ARGS, join(projectRoot, `src/main/${role}.ts`)], env, name)
+}
+
+/**
+ * `command` in the project's folder with `env` (and PATH and HOME) only, its output captured and
+ * teed into the suite's log file `<test>.<name>-<n>`.
+ */
+export function spawnCommand (command: readonly string[], env: Record<string, string>, name: string): RoleProcess {
+  const child = spawn(command[0]!, command.slice(1), {
     cwd: projectRoot,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
