@@ -12,6 +12,7 @@ import { TOKEN } from './lib/context.ts'
 import { median } from './lib/measure.ts'
 import { summariseProfile, type ProfileShare } from './lib/profile.ts'
 import { ratio, table } from './lib/table.ts'
+import { SOURCE_NODE_ARGS } from '../scripts/lib/source-node.ts'
 
 /** One side of the comparison: a receiver process of its own. */
 type Receiver = 'bare' | 'changeflow' | 'naive'
@@ -90,12 +91,12 @@ export async function startReceiver (receiver: Receiver, redisUrl: string, optio
   const common = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', REDIS_URL: redisUrl, PORT: String(port) }
   const profile = options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : []
   const child = receiver === 'changeflow'
-    ? spawn(process.execPath, [...profile, '--import', 'tsx', `${projectRoot}src/main/web.ts`], {
+    ? spawn(process.execPath, [...profile, ...SOURCE_NODE_ARGS, `${projectRoot}src/main/web.ts`], {
       cwd: projectRoot,
       env: { ...common, HOST: '127.0.0.1', REDIS_PREFIX: prefix, JOBS_DIR: jobsDir, SEQUIN_WEBHOOK_TOKENS: TOKEN, LOG_LEVEL: 'warn', DATA_DIR: `/tmp/changeflow-bench-${prefix}` },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
-    : spawn(process.execPath, [...profile, '--import', 'tsx', `${projectRoot}bench/receivers/bare.ts`], {
+    : spawn(process.execPath, [...profile, ...SOURCE_NODE_ARGS, `${projectRoot}bench/receivers/bare.ts`], {
       cwd: projectRoot,
       env: { ...common, PREFIX: prefix, TOKEN, RECEIVER: receiver },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -114,7 +115,7 @@ export async function stopReceiver (child: ChildProcess): Promise<void> {
 
 /** The load generator: its own process, so that its CPU is not the receiver's. */
 export async function load (url: string, batch: number, amount: number, connections: number): Promise<LoadResult> {
-  const child = spawn(process.execPath, ['--import', 'tsx', `${projectRoot}bench/lib/load.ts`, url, TOKEN, String(batch), String(amount), String(connections)], {
+  const child = spawn(process.execPath, [...SOURCE_NODE_ARGS, `${projectRoot}bench/lib/load.ts`, url, TOKEN, String(batch), String(amount), String(connections)], {
     cwd: projectRoot,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -19,6 +19,7 @@ import { watchForeignQueues, watchQuarantine } from './watchers.ts'
 import { startHeartbeat } from '../worker/heartbeat.ts'
 import { startReconciler } from '../worker/reconciler.ts'
 import { startWorkers, type Workers } from '../worker/workers.ts'
+import { rowKeyFields } from '../row-keys.ts'
 
 export interface Web {
   app: FastifyInstance
@@ -157,6 +158,7 @@ export function createWorker ({ config, logger, redisUrl, workflows, metrics = n
     runTtlMs: config.DEDUP_TTL,
     dedupTtlMs: config.DEDUP_TTL,
     log: logger,
+    rowKey: rowKeyFields(config),
     metrics,
     tracing,
   })
