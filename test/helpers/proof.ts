@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net'
 import type { Redis } from 'ioredis'
 import { projectRoot } from '../../src/config.ts'
 import type { ScenarioLine } from './fault-report.ts'
-import type { SimulatedMessage } from './sequin-simulator.ts'
+import type { SimulatedMessage } from '../../src/simulate/sequin.ts'
 import { startService, type Service } from './service.ts'
 import { logSink, suiteLog, tee } from './suite-logs.ts'
 
