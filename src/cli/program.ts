@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander'
+import { registerPlan } from './plan.ts'
 import { registerRepair } from './repair.ts'
 import { registerSend } from './send.ts'
 import { EXIT, Session, type CliDeps } from './session.ts'
@@ -32,6 +33,7 @@ export function buildProgram (session: Session): Command {
     .addHelpText('after', EPILOGUE)
     .helpCommand('help [command]', 'show help for a command')
   registerSend(program, session)
+  registerPlan(program, session)
   registerRepair(program, session)
   return program
 }
