@@ -3,6 +3,7 @@ import { registerPlan } from './plan.ts'
 import { registerRepair } from './repair.ts'
 import { registerSend } from './send.ts'
 import { EXIT, Session, type CliDeps } from './session.ts'
+import { registerSimulate } from './simulate.ts'
 
 export { EXIT, type CliDeps } from './session.ts'
 
@@ -33,6 +34,7 @@ export function buildProgram (session: Session): Command {
     .addHelpText('after', EPILOGUE)
     .helpCommand('help [command]', 'show help for a command')
   registerSend(program, session)
+  registerSimulate(program, session)
   registerPlan(program, session)
   registerRepair(program, session)
   return program
