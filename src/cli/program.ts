@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander'
+import { registerDoctor } from './doctor.ts'
 import { registerPlan } from './plan.ts'
 import { registerRepair } from './repair.ts'
 import { registerSend } from './send.ts'
@@ -36,6 +37,7 @@ export function buildProgram (session: Session): Command {
   registerSend(program, session)
   registerSimulate(program, session)
   registerPlan(program, session)
+  registerDoctor(program, session)
   registerRepair(program, session)
   return program
 }
