@@ -135,10 +135,13 @@ t.test('quarantine lists invalid messages; redrive re-ingests them', async (t) =
 t.test('usage errors exit 2 with a one-line error and a pointer to --help', async (t) => {
   const cases: Array<[string[], string]> = [
     [['nope'], "unknown command 'nope'"],
-    [['retry'], "missing required argument 'workflow'"],
-    [['discard', 'ledger-apply'], "missing required argument 'jobId'"],
+    [['retry'], 'retry needs <workflow> <jobId>, <workflow> --all, or --table <table> --key <value...>'],
+    [['discard', 'ledger-apply'], 'discard needs <workflow> <jobId>, <workflow> --all, or --table <table> --key <value...>'],
+    [['discard', 'ledger-apply', 'x', '--all'], 'discard needs <workflow> <jobId>, <workflow> --all, or --table <table> --key <value...>'],
+    [['retry', '--table', 'ledger'], 'a row is named by both --table and --key'],
     [['retry', 'ledger-apply', 'a', 'b'], "too many arguments for 'retry'. Expected 2 arguments but got 3."],
-    [['blocked', 'extra'], "too many arguments for 'blocked'. Expected 0 arguments but got 1."],
+    [['blocked', 'a', 'extra'], "too many arguments for 'blocked'. Expected 1 argument but got 2."],
+    [['quarantine', 'drop'], 'quarantine drop needs one job id or --all (not both)'],
     [['blocked', '--bogus'], "unknown option '--bogus'"],
     [['quarantine', '--all'], "unknown option '--all'"],
     [['redrive'], 'redrive needs one job id or --all (not both)'],
@@ -188,7 +191,7 @@ t.test('npx changeflow and npm run cli: help exits 0, an unknown command exits 2
   t.equal(nope.code, 2)
   t.equal(nope.stderr, `error: unknown command 'nope'\n${HINT}\n`)
   t.equal(alias.code, 0, alias.stderr)
-  t.match(alias.stdout, 'Usage: changeflow retry [options] <workflow> <jobId>')
+  t.match(alias.stdout, 'Usage: changeflow retry [options] [workflow] [jobId]')
 })
 
 t.test('an unreachable Redis is reported in one line, exit 1', async (t) => {
