@@ -123,6 +123,12 @@ function withDefaults (config: z.infer<typeof envSchema>) {
 
 export type Config = Readonly<ReturnType<typeof withDefaults>>
 
+/** Every setting's name, as the environment spells it. */
+export const CONFIG_KEYS = Object.keys(envSchema.shape) as Array<keyof Config>
+
+/** Settings that are secrets: shown as set, never with their value. */
+export const SECRET_KEYS: ReadonlySet<string> = new Set(['SEQUIN_WEBHOOK_TOKENS', 'METRICS_TOKEN', 'BOARD_PASSWORD'])
+
 /** Settings that each make sense alone but not together: refused, with the reason. */
 function contradictions (config: z.infer<typeof envSchema>, env: Record<string, string | undefined>): string[] {
   const problems: string[] = []

@@ -58,7 +58,7 @@ const CONNECTION_TROUBLE = /Connection is closed|enableOfflineQueue|Stream isn't
  * Redis cannot be reached, not in time, or cannot take writes: Sequin should retry soon.
  * Anything else is a bug.
  */
-function unavailability (error: unknown, redis: ScriptedRedis): string | null {
+export function unavailability (error: unknown, redis: Pick<ScriptedRedis, 'status'>): string | null {
   if (error instanceof Deadline) return 'redis too slow'
   if (error instanceof ReplicationError) return `not replicated in time: ${error.message}`
   const message = (error as Error)?.message ?? ''
@@ -95,33 +95,45 @@ function count (metrics: Metrics, plan: BatchPlan, committed: Written): void {
   if (committed.skipped > 0) metrics.lateRuns.inc({ outcome: 'skipped' }, committed.skipped)
 }
 
+/** A body's refusals before any Redis work: the webhook and its dry run answer them alike. */
+export type Refusal = Extract<IngestOutcome, { kind: 'bad-json' | 'bad-envelope' | 'too-many-messages' }>
+
+/** Parses a body exactly and plans it (pure): what the webhook would write, or why it refuses it. */
+export function prepareBatch (text: string, workflows: readonly Workflow[], jobOptions: JobOptions, config: Pick<Config, 'MAX_BATCH_MESSAGES'>):
+  { ok: true, plan: BatchPlan, now: Date } | { ok: false, outcome: Refusal } {
+  let parsed: ParsedJson
+  try {
+    parsed = parseExactJson(text)
+  } catch (error) {
+    return { ok: false, outcome: { kind: 'bad-json', reason: `body is not JSON: ${(error as Error).message}` } }
+  }
+  const envelope = readEnvelope(parsed.value, config.MAX_BATCH_MESSAGES)
+  if (!envelope.ok) {
+    return { ok: false, outcome: 'tooMany' in envelope ? { kind: 'too-many-messages', ...envelope.tooMany } : { kind: 'bad-envelope', reason: envelope.reason } }
+  }
+  const now = new Date()
+  // No message is deeper than the body: most bodies spare planning the per-message depth check.
+  return { ok: true, plan: planBatch(envelope.messages, workflows, jobOptions, now, { checkDepth: parsed.depth > MAX_JSON_DEPTH }), now }
+}
+
+export function rejectionsOf (plan: BatchPlan): Rejection[] {
+  return plan.quarantine.map(({ index, issues }) => ({ index, issues }))
+}
+
 export function createIngest ({ redis, layout, workflows, jobOptions, config, metrics, tracing }: IngestDeps): Ingest {
   const replication = { replicas: config.REDIS_WAIT_REPLICAS, timeoutMs: config.REDIS_WAIT_TIMEOUT }
   const warnedTables = new Set<string>()
 
   return async function ingest (text, log) {
-    let parsed: ParsedJson
-    try {
-      parsed = parseExactJson(text)
-    } catch (error) {
-      return { kind: 'bad-json', reason: `body is not JSON: ${(error as Error).message}` }
-    }
-    const envelope = readEnvelope(parsed.value, config.MAX_BATCH_MESSAGES)
-    if (!envelope.ok) {
-      return 'tooMany' in envelope
-        ? { kind: 'too-many-messages', ...envelope.tooMany }
-        : { kind: 'bad-envelope', reason: envelope.reason }
-    }
-
-    const now = new Date()
-    // No message is deeper than the body: most bodies spare planning the per-message depth check.
-    const plan = planBatch(envelope.messages, workflows, jobOptions, now, { checkDepth: parsed.depth > MAX_JSON_DEPTH })
+    const prepared = prepareBatch(text, workflows, jobOptions, config)
+    if (!prepared.ok) return prepared.outcome
+    const { plan, now } = prepared
     for (const table of plan.unknownChanges.keys()) {
       if (warnedTables.has(table)) continue
       warnedTables.add(table)
       log.warn({ table }, `updates to ${table} arrive with empty "changes", so change.changed() cannot tell which columns changed: run ALTER TABLE ${table} REPLICA IDENTITY FULL`)
     }
-    const rejections = () => plan.quarantine.map(({ index, issues }) => ({ index, issues }))
+    const rejections = () => rejectionsOf(plan)
     if (plan.quarantine.length > 0 && config.INVALID_MESSAGES === 'reject') return { kind: 'rejected', errors: rejections() }
     tracing?.changes(plan)
 
