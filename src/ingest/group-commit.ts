@@ -40,10 +40,22 @@ export class GroupCommit {
 
   constructor (private readonly redis: ScriptedRedis, private readonly keys: Keyspace) {}
 
-  /** The segment's own result, as the ingest script returns it for a call of one segment. */
-  submit (segment: Segment): Promise<number[]> {
+  /**
+   * The segment's own result, as the ingest script returns it for a call of one segment. Aborted
+   * while it waits (its request answered 503 at the enqueue deadline), it is not written at all:
+   * a frozen Redis does not pile up writes that no one waits for.
+   */
+  submit (segment: Segment, signal?: AbortSignal): Promise<number[]> {
     return new Promise((resolve, reject) => {
-      this.waiting.push({ segment, resolve, reject })
+      if (signal?.aborted) return reject(signal.reason)
+      const item: Waiting = { segment, resolve, reject }
+      this.waiting.push(item)
+      signal?.addEventListener('abort', () => {
+        const at = this.waiting.indexOf(item)
+        if (at === -1) return // already sent: its call answers
+        this.waiting.splice(at, 1)
+        reject(signal.reason)
+      }, { once: true })
       // Deferred to the check phase: requests whose bodies arrived in the same turn go together.
       if (this.calls === 0 && !this.scheduled) {
         this.scheduled = true

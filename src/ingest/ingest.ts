@@ -71,12 +71,18 @@ export function unavailability (error: unknown, redis: Pick<ScriptedRedis, 'stat
   return null
 }
 
-function withDeadline<T> (work: Promise<T>, ms: number): Promise<T> {
+/** `work` given a signal that aborts at the deadline, when the returned promise rejects too. */
+function withDeadline<T> (work: (signal: AbortSignal) => Promise<T>, ms: number): Promise<T> {
+  const controller = new AbortController()
   let timer: NodeJS.Timeout | undefined
   const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Deadline(`enqueue took longer than ${ms} ms`)), ms)
+    timer = setTimeout(() => {
+      const error = new Deadline(`enqueue took longer than ${ms} ms`)
+      controller.abort(error)
+      reject(error)
+    }, ms)
   })
-  return Promise.race([work, deadline]).finally(() => clearTimeout(timer))
+  return Promise.race([work(controller.signal), deadline]).finally(() => clearTimeout(timer))
 }
 
 type Written = Extract<Committed, { ok: true }>
@@ -140,7 +146,7 @@ export function createIngest ({ redis, layout, workflows, jobOptions, config, me
     let committed: Committed
     const limits = { dedupTtlMs: config.DEDUP_TTL, quarantineLimit: config.QUARANTINE_LIMIT }
     try {
-      committed = await withDeadline(commitBatch(redis, layout, plan, limits, now.getTime(), replication), config.ENQUEUE_TIMEOUT)
+      committed = await withDeadline((signal) => commitBatch(redis, layout, plan, limits, now.getTime(), replication, signal), config.ENQUEUE_TIMEOUT)
     } catch (error) {
       // Whether or not the script ran, Sequin's redelivery completes the batch without doubles.
       const reason = unavailability(error, redis)
