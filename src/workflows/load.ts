@@ -1,6 +1,7 @@
 import { readdir } from 'node:fs/promises'
-import { join } from 'node:path'
-import { pathToFileURL } from 'node:url'
+import { register } from 'node:module'
+import { extname, join } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { describeIssues, workflowSchema, type Workflow } from './define.ts'
 
 export class WorkflowLoadError extends Error {
@@ -8,6 +9,23 @@ export class WorkflowLoadError extends Error {
 }
 
 const MODULE = /^[^_.][^/]*(?<!\.d)\.(ts|mts|js|mjs)$/
+
+let ownNameResolved = false
+
+/**
+ * Workflows import the core as 'changeflow', a name Node resolves only inside this package (its
+ * package.json `exports`). A JOBS_DIR elsewhere (a mounted folder, a previous release's build)
+ * would not load, or would load another copy of the core, whose PermanentError this process's
+ * BullMQ does not take as final. So the name resolves to the core this process runs, from anywhere.
+ */
+function resolveOwnName (): void {
+  if (ownNameResolved) return
+  ownNameResolved = true
+  const core = new URL(`../index${extname(fileURLToPath(import.meta.url))}`, import.meta.url).href
+  const hooks = 'export async function resolve (specifier, context, next) {\n' +
+    `  return next(specifier === 'changeflow' ? ${JSON.stringify(core)} : specifier, context)\n}\n`
+  register(`data:text/javascript,${encodeURIComponent(hooks)}`)
+}
 
 /** Workflow modules are the top-level files of `dir`; `_name` files and folders are helpers. */
 export async function loadWorkflows (dir: string): Promise<readonly Workflow[]> {
@@ -21,6 +39,7 @@ export async function loadWorkflows (dir: string): Promise<readonly Workflow[]> 
     throw new WorkflowLoadError(`cannot read JOBS_DIR ${dir}: ${(error as Error).message}`)
   }
 
+  resolveOwnName()
   const byName = new Map<string, string>()
   const workflows: Workflow[] = []
   for (const file of files) {

@@ -11,7 +11,18 @@ type Json<T> =
     : T extends string | number | boolean | null ? T
       : T extends undefined | void | symbol | ((...args: never[]) => unknown) ? null
         : T extends readonly unknown[] ? { [I in keyof T]: Json<T[I]> }
-          : { [K in keyof T as T[K] extends symbol | ((...args: never[]) => unknown) ? never : K]: Json<Exclude<T[K], undefined>> }
+          : T extends ReadonlyMap<unknown, unknown> | ReadonlySet<unknown> ? Record<never, never> // JSON: {}
+            : JsonObject<T>
+
+type Dropped<V> = V extends symbol | ((...args: never[]) => unknown) ? true : false
+
+/** JSON drops a field whose value is undefined: one whose type allows undefined may be missing. */
+type JsonObject<T> = Flat<
+  { [K in keyof T as Dropped<T[K]> extends true ? never : undefined extends T[K] ? never : K]: Json<T[K]> } &
+  { [K in keyof T as Dropped<T[K]> extends true ? never : undefined extends T[K] ? K : never]?: Json<Exclude<T[K], undefined>> }
+>
+
+type Flat<T> = { [K in keyof T]: T[K] }
 
 /** `[name, result, name, result, …]` of earlier steps → their `ctx.results`. */
 type Earlier<Pairs extends unknown[]> = Pairs extends [infer N extends string, infer O, ...infer Rest]

@@ -33,7 +33,9 @@ export const typed = defineWorkflow({
         const shipmentId: string = results.ship.shipmentId // the awaited value, not a Promise
         const reservationId: string = results.reserve.reservationId
         const note: string | undefined = results.reserve.note
-        return shipmentId.length + reservationId.length + (note?.length ?? 0)
+        // @ts-expect-error a field that was undefined is dropped by JSON: it may be missing
+        const noteLength: number = results.reserve.note.length
+        return shipmentId.length + reservationId.length + (note?.length ?? 0) + noteLength
       },
     },
     {
@@ -42,6 +44,18 @@ export const typed = defineWorkflow({
         const length: number = results.notify
         // @ts-expect-error a number has no properties to read
         return results.notify.length + length
+      },
+    },
+    { name: 'maybe', run: () => ({ id: 'm-1', label: Math.random() > 0.5 ? 'x' : undefined, seen: new Set<string>() }) },
+    {
+      name: 'after-maybe',
+      run: ({ results }) => {
+        const label: string | undefined = results.maybe.label
+        // @ts-expect-error a field whose type allows undefined may be missing
+        const labelLength: number = results.maybe.label.length
+        // @ts-expect-error a Set becomes {} in JSON: it has no size
+        const size: number = results.maybe.seen.size
+        return [results.maybe.id, label, labelLength, size]
       },
     },
     { name: 'void', run: () => {} },
