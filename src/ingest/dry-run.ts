@@ -63,7 +63,7 @@ export async function dryRun (text: string, deps: DryRunDeps): Promise<DryRunOut
   const { plan } = prepared
   let changes: PlannedMessage[]
   try {
-    changes = await Promise.all(plan.changes.map((change) => judge(deps, change)))
+    changes = repeatsAsDuplicates(await Promise.all(plan.changes.map((change) => judge(deps, change))))
   } catch (error) {
     const reason = unavailability(error, deps.redis)
     if (reason === null) throw error
@@ -90,6 +90,22 @@ export async function dryRun (text: string, deps: DryRunDeps): Promise<DryRunOut
 function quarantined (plan: BatchPlan): PlannedMessage[] {
   const ids = new Map(plan.quarantine.map((entry) => [entry.index, entry.id]))
   return rejectionsOf(plan).map(({ index, issues }) => ({ index, outcome: 'quarantined', issues, quarantineJobId: ids.get(index) }))
+}
+
+/**
+ * A change a body holds twice (Sequin redelivering it in the same batch) is written once: the
+ * ingest script marks it seen on its first copy, in commit order (the plan's), and finds the
+ * others duplicates.
+ */
+function repeatsAsDuplicates (changes: PlannedMessage[]): PlannedMessage[] {
+  const seen = new Set<string>()
+  return changes.map((change) => {
+    if (!seen.has(change.changeId!)) {
+      seen.add(change.changeId!)
+      return change
+    }
+    return { ...change, outcome: 'duplicate', runs: change.runs?.map((run) => ({ ...run, verdict: 'duplicate' })) }
+  })
 }
 
 /** As the ingest script decides, per shard of its runs: a change already seen adds nothing, nor does a run that exists. */

@@ -49,3 +49,23 @@ t.test('the webhook\'s token and error contract', async (t) => {
   const json = await dryRun('{not json')
   t.same([json.statusCode, json.json().code], [400, 'CF_BAD_JSON'])
 })
+
+/** A copy of the paid-order fixture message as a change of another table's row, at a commit position. */
+function changeOf (table: string, id: number, lsn: number): Record<string, unknown> {
+  const [paid] = (fixture('batch-orders-update-paid') as { data: Array<Record<string, unknown>> }).data
+  const message = withIdentity(paid!, lsn) as { metadata: Record<string, unknown>, record: Record<string, unknown> }
+  message.metadata.table_name = table
+  message.metadata.record_pks = [String(id)]
+  message.record.id = id
+  return message
+}
+
+t.test('the same change twice in one body: accepted once and then a duplicate, as the webhook answers', async (t) => {
+  const message = changeOf('orders', 71, 710_001)
+  const body = { data: [message, structuredClone(message)] }
+  const planned = (await dryRun(body)).json()
+  t.same(planned.messages.map((m: { outcome: string }) => m.outcome), ['accepted', 'duplicate'])
+  t.equal(planned.messages[1].runs[0].verdict, 'duplicate')
+  const posted = (await service.post(body)).json()
+  t.match(posted, { accepted: planned.counts.accepted, duplicates: planned.counts.duplicates })
+})
