@@ -2,6 +2,7 @@ import type { Config } from '../config.ts'
 import type { Layout } from '../keys.ts'
 import type { RedisClient } from '../redis/connection.ts'
 import type { Workflow } from '../workflows/define.ts'
+import { comparePositions } from '../sequin/position.ts'
 import { idempotencyKey, stepJobId } from './identity.ts'
 import { prepareBatch, rejectionsOf, unavailability, type Refusal } from './ingest.ts'
 import type { BatchPlan, JobOptions, JobSpec, PlannedChange, Rejection } from './plan.ts'
@@ -14,10 +15,11 @@ export interface PlannedRun {
   ordered: boolean
   /**
    * What the webhook would do with it now: `start` it (or park it behind its row), or not,
-   * because its change was already accepted (`duplicate`), the run already exists (`known`), or
-   * an operator gave its workflow up (`workflow-discarded`).
+   * because its change was already accepted (`duplicate`), the run already exists (`known`), an
+   * operator gave its workflow up (`workflow-discarded`), or the change is late and its workflow
+   * skips late changes (`skip-late`).
    */
-  verdict: 'start' | 'duplicate' | 'known' | 'workflow-discarded'
+  verdict: 'start' | 'duplicate' | 'known' | 'workflow-discarded' | 'skip-late'
   steps: Array<{ step: string, jobId: string, idempotencyKey: string }>
 }
 
@@ -27,6 +29,8 @@ export interface PlannedMessage {
   table?: string
   action?: string
   changeId?: string
+  /** Older than a change already accepted for its row: its runs see `change.late`, or are skipped. */
+  late?: true
   runs?: PlannedRun[]
   /** Why a quarantined message would be kept, and its quarantine job id. */
   issues?: Rejection['issues']
@@ -111,6 +115,7 @@ function repeatsAsDuplicates (changes: PlannedMessage[]): PlannedMessage[] {
 /** As the ingest script decides, per shard of its runs: a change already seen adds nothing, nor does a run that exists. */
 async function judge (deps: DryRunDeps, change: PlannedChange): Promise<PlannedMessage> {
   const { redis, layout } = deps
+  const late = await isLate(redis, layout, change)
   const runs = await Promise.all(change.jobs.map(async (job): Promise<PlannedRun> => {
     const keys = layout.shards[layout.shardOf(job.row ?? change.changeId)]!
     const seen = keys.seen(change.changeId)
@@ -121,14 +126,39 @@ async function judge (deps: DryRunDeps, change: PlannedChange): Promise<PlannedM
       redis.hexists(seen, job.queue),
       job.ordered && job.row ? redis.lindex(keys.rowQueue(job.row), 0) : null,
     ])
-    const verdict: PlannedRun['verdict'] = marked === 1
-      ? 'duplicate'
-      : discarded === 1 ? 'workflow-discarded' : exists === 1 || finished === 1 || head === `${job.queue}/${job.run}/${job.id}` ? 'known' : 'start'
+    const known = exists === 1 || finished === 1 || head === `${job.queue}/${job.run}/${job.id}`
+    let verdict: PlannedRun['verdict'] = late && job.skipLate ? 'skip-late' : 'start'
+    if (marked === 1) verdict = 'duplicate'
+    else if (discarded === 1) verdict = 'workflow-discarded'
+    else if (known) verdict = 'known'
     return { workflow: job.queue, run: job.run ?? '', ordered: job.ordered ?? false, verdict, steps: stepsOf(deps.workflows, job, change.changeId) }
   }))
   // Accepted when any shard would take something new of it (a run given up counts: it is marked seen).
-  const fresh = runs.some((run) => run.verdict === 'start' || run.verdict === 'workflow-discarded')
-  return { index: change.index, outcome: fresh ? 'accepted' : 'duplicate', table: change.table, action: change.action, changeId: change.changeId, runs }
+  const fresh = runs.some((run) => run.verdict === 'start' || run.verdict === 'workflow-discarded' || run.verdict === 'skip-late')
+  return {
+    index: change.index,
+    outcome: fresh ? 'accepted' : 'duplicate',
+    table: change.table,
+    action: change.action,
+    changeId: change.changeId,
+    ...(fresh && late ? { late: true } : {}),
+    runs,
+  }
+}
+
+/**
+ * As the ingest script (or, for runs in other shards, lua/late.lua) decides, in the primary-key
+ * row's shard: a verdict kept for the change, else its position against the row's newest. The
+ * body's own changes go in commit order, so none is late behind another of the same body.
+ */
+async function isLate (redis: RedisClient, layout: Layout, change: PlannedChange): Promise<boolean> {
+  const pkRow = change.jobs[0]?.pkRow
+  if (!change.version || !pkRow) return false
+  const keys = layout.shards[layout.shardOf(pkRow)]!
+  const [decided, newest] = await Promise.all([redis.hget(keys.seen(change.changeId), 'L'), redis.get(keys.rowVersion(pkRow))])
+  if (decided !== null) return decided === '1'
+  const position = /^(\d+):(\d+)$/.exec(newest ?? '')
+  return position !== null && comparePositions(change.version, [position[1]!, position[2]!]) < 0
 }
 
 function stepsOf (workflows: readonly Workflow[], job: JobSpec, change: string): PlannedRun['steps'] {

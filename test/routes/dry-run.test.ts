@@ -51,9 +51,9 @@ t.test('the webhook\'s token and error contract', async (t) => {
 })
 
 /** A copy of the paid-order fixture message as a change of another table's row, at a commit position. */
-function changeOf (table: string, id: number, lsn: number): Record<string, unknown> {
+function changeOf (table: string, id: number, lsn: number, idx = 0): Record<string, unknown> {
   const [paid] = (fixture('batch-orders-update-paid') as { data: Array<Record<string, unknown>> }).data
-  const message = withIdentity(paid!, lsn) as { metadata: Record<string, unknown>, record: Record<string, unknown> }
+  const message = withIdentity(paid!, lsn, idx) as { metadata: Record<string, unknown>, record: Record<string, unknown> }
   message.metadata.table_name = table
   message.metadata.record_pks = [String(id)]
   message.record.id = id
@@ -68,4 +68,24 @@ t.test('the same change twice in one body: accepted once and then a duplicate, a
   t.equal(planned.messages[1].runs[0].verdict, 'duplicate')
   const posted = (await service.post(body)).json()
   t.match(posted, { accepted: planned.counts.accepted, duplicates: planned.counts.duplicates })
+})
+
+t.test('a late change is said to be late, and a run its workflow skips when late is not started', async (t) => {
+  t.equal((await service.post({ data: [changeOf('ledger_state', 72, 720_010), changeOf('ledger', 72, 720_010, 1)] })).statusCode, 200)
+  const late = { data: [changeOf('ledger_state', 72, 720_005), changeOf('ledger', 72, 720_005, 1)] }
+  const before = await keyCount()
+  const planned = (await dryRun(late)).json()
+  t.equal(await keyCount(), before, 'the dry run wrote nothing')
+  const [skipped, run] = planned.messages
+  t.match(skipped, { outcome: 'accepted', late: true, runs: [{ workflow: 'ledger-sync', verdict: 'skip-late' }] })
+  t.match(run, { outcome: 'accepted', late: true })
+  t.same(run.runs.map((r: { verdict: string }) => r.verdict), ['start', 'start'], 'ledger-apply and ledger-audit run late changes')
+  t.match((await service.post(late)).json(), { accepted: 2 })
+  t.notOk(await service.queue('ledger-sync').getJob(skipped.runs[0].steps[0].jobId), 'the webhook skipped the run too')
+  const runKey = (run: string) => `{${service.config.REDIS_PREFIX}}:_cf:run:${run}`
+  t.equal(await service.redis.hget(runKey(run.runs[0].run), 'late'), '1', 'and took the other runs, as late ones')
+
+  const newer = (await dryRun({ data: [changeOf('ledger_state', 72, 720_011)] })).json()
+  t.notOk(newer.messages[0].late, 'a newer change is not late')
+  t.equal(newer.messages[0].runs[0].verdict, 'start')
 })
