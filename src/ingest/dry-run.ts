@@ -1,5 +1,5 @@
 import type { Config } from '../config.ts'
-import type { Layout } from '../keys.ts'
+import { QUARANTINE_QUEUE, type Layout } from '../keys.ts'
 import type { RedisClient } from '../redis/connection.ts'
 import type { Workflow } from '../workflows/define.ts'
 import { comparePositions } from '../sequin/position.ts'
@@ -39,8 +39,13 @@ export interface PlannedMessage {
 
 export interface DryRun {
   dryRun: true
-  /** The status the webhook would answer this body with now: 200, or 422 under INVALID_MESSAGES=reject. */
+  /**
+   * The status the webhook would answer this body with now: 200, or 422 when it holds invalid
+   * messages under INVALID_MESSAGES=reject, or ones a full quarantine cannot take (QUARANTINE_LIMIT).
+   */
   status: 200 | 422
+  /** The webhook's error code when it would refuse the body. */
+  code?: 'CF_INVALID_MESSAGES' | 'CF_QUARANTINE_FULL'
   counts: { accepted: number, duplicates: number, unmatched: number, quarantined: number }
   /** One per message, in the body's order. */
   messages: PlannedMessage[]
@@ -54,7 +59,7 @@ export interface DryRunDeps {
   layout: Layout
   workflows: readonly Workflow[]
   jobOptions: JobOptions
-  config: Pick<Config, 'MAX_BATCH_MESSAGES' | 'INVALID_MESSAGES'>
+  config: Pick<Config, 'MAX_BATCH_MESSAGES' | 'INVALID_MESSAGES' | 'QUARANTINE_LIMIT'>
 }
 
 /**
@@ -66,8 +71,13 @@ export async function dryRun (text: string, deps: DryRunDeps): Promise<DryRunOut
   if (!prepared.ok) return prepared.outcome
   const { plan } = prepared
   let changes: PlannedMessage[]
+  let refused: DryRun['code']
   try {
     changes = repeatsAsDuplicates(await Promise.all(plan.changes.map((change) => judge(deps, change))))
+    if (plan.quarantine.length > 0) {
+      if (deps.config.INVALID_MESSAGES === 'reject') refused = 'CF_INVALID_MESSAGES'
+      else if (await quarantineFull(deps, plan)) refused = 'CF_QUARANTINE_FULL'
+    }
   } catch (error) {
     const reason = unavailability(error, deps.redis)
     if (reason === null) throw error
@@ -79,16 +89,31 @@ export async function dryRun (text: string, deps: DryRunDeps): Promise<DryRunOut
     ...quarantined(plan),
   ].sort((a, b) => a.index - b.index)
   const count = (outcome: PlannedMessage['outcome']) => messages.filter((message) => message.outcome === outcome).length
-  const rejected = plan.quarantine.length > 0 && deps.config.INVALID_MESSAGES === 'reject'
   return {
     kind: 'planned',
     result: {
       dryRun: true,
-      status: rejected ? 422 : 200,
+      status: refused ? 422 : 200,
+      ...(refused ? { code: refused } : {}),
       counts: { accepted: count('accepted'), duplicates: count('duplicate'), unmatched: count('unmatched'), quarantined: count('quarantined') },
       messages,
     },
   }
+}
+
+/** As the ingest script asks: would the body's new quarantined messages take the quarantine past QUARANTINE_LIMIT? */
+async function quarantineFull ({ redis, layout, config }: DryRunDeps, plan: BatchPlan): Promise<boolean> {
+  const keys = layout.home
+  const queue = keys.queue(QUARANTINE_QUEUE)
+  const [held, known] = await Promise.all([
+    Promise.all([
+      ...['wait', 'active', 'paused'].map((state) => redis.llen(queue[state]!)),
+      ...['failed', 'delayed', 'prioritized'].map((state) => redis.zcard(queue[state]!)),
+    ]),
+    Promise.all(plan.quarantine.map((entry) => redis.exists(keys.job(QUARANTINE_QUEUE, entry.id)))),
+  ])
+  const adding = known.filter((exists) => exists === 0).length
+  return adding > 0 && held.reduce((sum, n) => sum + n, 0) + adding > config.QUARANTINE_LIMIT
 }
 
 function quarantined (plan: BatchPlan): PlannedMessage[] {

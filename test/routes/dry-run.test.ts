@@ -89,3 +89,18 @@ t.test('a late change is said to be late, and a run its workflow skips when late
   t.notOk(newer.messages[0].late, 'a newer change is not late')
   t.equal(newer.messages[0].runs[0].verdict, 'start')
 })
+
+t.test('a full quarantine: the dry run answers the status the webhook refuses the body with', async (t) => {
+  const small = await startService({ workers: false, env: { QUARANTINE_LIMIT: '2', MAX_BATCH_MESSAGES: '2' } })
+  t.teardown(() => small.close())
+  const plan = async (body: unknown) => (await small.web.app.inject({
+    method: 'POST', url: '/webhooks/sequin/dry-run', headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` }, payload: JSON.stringify(body),
+  })).json()
+  t.match(await plan({ data: [{ bad: 1 }, { bad: 2 }] }), { status: 200, counts: { quarantined: 2 } })
+  t.equal((await small.post({ data: [{ bad: 1 }, { bad: 2 }] })).statusCode, 200)
+  t.match(await plan({ data: [{ bad: 1 }] }), { status: 200 }, 'a message the quarantine holds already adds nothing')
+  const full = await plan({ data: [{ bad: 3 }] })
+  const refused = await small.post({ data: [{ bad: 3 }] })
+  t.same([refused.statusCode, refused.json().code], [422, 'CF_QUARANTINE_FULL'])
+  t.match(full, { status: 422, code: 'CF_QUARANTINE_FULL' })
+})
