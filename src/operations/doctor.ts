@@ -25,10 +25,13 @@ export interface Diagnosis {
   work?: { queues: Array<{ queue: string, jobs: number, consumed: boolean, defined: boolean }>, blocked: Record<string, number>, quarantined: number }
 }
 
-/** The setting's value as it may be shown: secrets hidden, a password in a Redis URL too. */
+/**
+ * The setting's value as it may be shown: secrets hidden, and the credentials of any URL (REDIS_URL,
+ * an OTLP endpoint): its user and password, and the `?password=` ioredis also reads.
+ */
 export function redact (key: string, value: string): string {
   if (SECRET_KEYS.has(key)) return key === 'SEQUIN_WEBHOOK_TOKENS' ? `[${value.split(',').filter(Boolean).length} redacted]` : '[redacted]'
-  return key === 'REDIS_URL' ? value.replace(/\/\/([^@/]*)@/, '//[redacted]@') : value
+  return value.replace(/\/\/([^@/]*)@/, '//[redacted]@').replace(/([?&]password=)[^&#]*/gi, '$1[redacted]')
 }
 
 export function configuredKeys (env: Record<string, string | undefined>): Record<string, string> {
