@@ -1,7 +1,8 @@
 import { Queue } from 'bullmq'
 import t from 'tap'
 import { changeflow, envOf } from '../helpers/changeflow.ts'
-import { cliOf, startService, waitFor } from '../helpers/service.ts'
+import { Layout } from '../../src/keys.ts'
+import { cliOf, deleteKeys, startService, waitFor } from '../helpers/service.ts'
 
 const service = await startService({ workers: true })
 t.teardown(() => service.close())
@@ -70,4 +71,22 @@ t.test('the README example, and an unreachable Redis', async (t) => {
   const down = await changeflow(['doctor'], { ...envOf(service), REDIS_URL: 'redis://127.0.0.1:9' })
   t.equal(down.code, 1)
   t.match(down.stdout, /\nredis: unreachable\n[\s\S]*✗ Redis cannot be reached: /)
+})
+
+t.test('shards: a shard that lost its data is a problem even when it was the home shard', async (t) => {
+  const sharded = await startService({ workers: true, env: { REDIS_SHARDS: '2' } })
+  const prefix = sharded.config.REDIS_PREFIX
+  t.teardown(async () => {
+    await sharded.close()
+    await deleteKeys(service.redis, `{${prefix}-*`)
+  })
+  const layout = new Layout(prefix, 2)
+  await waitFor(async () => (await service.redis.exists(...layout.shards.map((keys) => keys.tripwire()))) === 2, 5_000, 'both tripwires')
+  const shardDoctor = cliOf({ redis: service.redis }, { env: { ...envOf(sharded), REDIS_SHARDS: '2' } })
+  t.equal((await shardDoctor('doctor')).code, 0)
+  // Shard 0's master came back empty (restarted without its data): the queue registry is gone too.
+  await deleteKeys(service.redis, `${layout.home.bullPrefix}*`)
+  const result = await shardDoctor('doctor', '--json')
+  t.equal(result.code, 1, result.stdout)
+  t.match(JSON.parse(result.stdout).problems, [new RegExp(`^Redis lost data: the marker key \\{${prefix}-0-\\d+\\}:_cf:tripwire is gone`)])
 })
