@@ -127,7 +127,7 @@ export type Config = Readonly<ReturnType<typeof withDefaults>>
 export const CONFIG_KEYS = Object.keys(envSchema.shape) as Array<keyof Config>
 
 /** Settings that are secrets: shown as set, never with their value. */
-export const SECRET_KEYS: ReadonlySet<string> = new Set(['SEQUIN_WEBHOOK_TOKENS', 'METRICS_TOKEN', 'BOARD_PASSWORD'])
+export const SECRET_KEYS: ReadonlySet<string> = new Set(['SEQUIN_WEBHOOK_TOKENS', 'METRICS_TOKEN', 'BOARD_PASSWORD', 'LOG_ROW_KEY_SECRET'])
 
 /** Settings that each make sense alone but not together: refused, with the reason. */
 function contradictions (config: z.infer<typeof envSchema>, env: Record<string, string | undefined>): string[] {

@@ -76,6 +76,6 @@ function printPlan (session: Session, plan: DryRun): void {
   })
   for (const line of formatTable(['#', 'OUTCOME', 'TABLE', 'ACTION', 'WORKFLOW', 'RUN', 'JOBS'], rows)) session.out(line)
   const { accepted, duplicates, unmatched, quarantined } = plan.counts
-  session.out(`dry run: the webhook would answer ${plan.status} (${accepted} accepted, ${duplicates} duplicates, ${unmatched} unmatched, ` +
+  session.out(`dry run: the webhook would answer ${plan.status}${plan.code ? ` ${plan.code}` : ''} (${accepted} accepted, ${duplicates} duplicates, ${unmatched} unmatched, ` +
     `${quarantined} quarantined); nothing was enqueued`)
 }

@@ -25,10 +25,13 @@ export interface Diagnosis {
   work?: { queues: Array<{ queue: string, jobs: number, consumed: boolean, defined: boolean }>, blocked: Record<string, number>, quarantined: number }
 }
 
-/** The setting's value as it may be shown: secrets hidden, a password in a Redis URL too. */
+/**
+ * The setting's value as it may be shown: secrets hidden, and the credentials of any URL (REDIS_URL,
+ * an OTLP endpoint): its user and password, and the `?password=` ioredis also reads.
+ */
 export function redact (key: string, value: string): string {
   if (SECRET_KEYS.has(key)) return key === 'SEQUIN_WEBHOOK_TOKENS' ? `[${value.split(',').filter(Boolean).length} redacted]` : '[redacted]'
-  return key === 'REDIS_URL' ? value.replace(/\/\/([^@/]*)@/, '//[redacted]@') : value
+  return value.replace(/\/\/([^@/]*)@/, '//[redacted]@').replace(/([?&]password=)[^&#]*/gi, '$1[redacted]')
 }
 
 export function configuredKeys (env: Record<string, string | undefined>): Record<string, string> {
@@ -101,18 +104,21 @@ async function diagnoseRedis (deps: DoctorDeps, config: Config, diagnosis: Diagn
   diagnosis.problems.push(...check.problems)
   diagnosis.warnings.push(...check.warnings)
   const layout = await deps.layout()
-  const used = await redis.scard(layout.home.queues()) > 0
-  const tripwires = await Promise.all(layout.shards.map(async (keys, shard) => {
-    const marker = await redis.get(keys.tripwire())
+  const text = await redis.get(layout.recordKey())
+  const markers = await Promise.all(layout.shards.map((keys) => redis.get(keys.tripwire())))
+  // Used when any trace of a changeflow process is left: a shard that lost its data (the home
+  // shard's queue registry with it) is told by the others' markers, or by the layout's record.
+  const used = text !== null || markers.some((marker) => marker !== null) || await redis.scard(layout.home.queues()) > 0
+  const tripwires = layout.shards.map((keys, shard) => {
+    const marker = markers[shard]!
     const createdAt = marker === null ? null : (JSON.parse(marker) as { createdAt?: string }).createdAt ?? 'unknown'
     if (marker === null && used) {
-      diagnosis.problems.push(`Redis lost data: the marker key ${keys.tripwire()} is gone while the keyspace holds changeflow's queues ` +
+      diagnosis.problems.push(`Redis lost data: the marker key ${keys.tripwire()} is gone while the keyspace holds changeflow's data ` +
         '(flushed, restarted without its data, or failed over to a stale replica): see the README, Redis')
     }
     return { shard, key: keys.tripwire(), createdAt }
-  }))
+  })
   if (!used) diagnosis.warnings.push(`no changeflow process has used this keyspace yet (REDIS_PREFIX ${config.REDIS_PREFIX})`)
-  const text = await redis.get(layout.recordKey())
   const recorded = text === null ? null : (JSON.parse(text) as { shards: number }).shards
   if (recorded !== null && recorded !== config.REDIS_SHARDS) {
     diagnosis.problems.push(`the keyspace is laid out in ${recorded} shards and REDIS_SHARDS is ${config.REDIS_SHARDS}: processes refuse to start. ` +

@@ -1,11 +1,18 @@
 import { Queue } from 'bullmq'
 import t from 'tap'
 import { changeflow, envOf } from '../helpers/changeflow.ts'
-import { cliOf, startService, waitFor } from '../helpers/service.ts'
+import { Layout } from '../../src/keys.ts'
+import { cliOf, deleteKeys, startService, waitFor } from '../helpers/service.ts'
 
 const service = await startService({ workers: true })
 t.teardown(() => service.close())
-const env = { ...envOf(service), METRICS_TOKEN: 'scrape-secret-123', REDIS_URL: service.redisUrl.replace('redis://', 'redis://ops:hunter2@') }
+const env = {
+  ...envOf(service),
+  METRICS_TOKEN: 'scrape-secret-123',
+  REDIS_URL: service.redisUrl.replace('redis://', 'redis://ops:hunter2@'),
+  LOG_ROW_KEY_SECRET: 'row-key-secret-0123456789',
+  OTEL_EXPORTER_OTLP_ENDPOINT: 'https://otel:collector-pw@otel.example.com:4318',
+}
 // The password above is not what the test Redis wants: the in-process runs use the service's client.
 const doctor = (extra: Record<string, string> = {}) => cliOf({ redis: service.redis }, { env: { ...env, ...extra } })
 await waitFor(async () => (await service.redis.exists(`{${service.config.REDIS_PREFIX}}:_cf:tripwire`)) === 1, 5_000, 'the tripwire')
@@ -18,7 +25,11 @@ t.test('a healthy service: exit 0, the Redis, the workflows and the Sequin setti
   t.equal(diagnosis.config.set.SEQUIN_WEBHOOK_TOKENS, '[1 redacted]')
   t.equal(diagnosis.config.set.METRICS_TOKEN, '[redacted]')
   t.match(diagnosis.config.set.REDIS_URL, /^redis:\/\/\[redacted\]@127\.0\.0\.1:\d+$/)
-  t.notMatch(result.stdout, /hunter2|scrape-secret-123|test-token-0123456789/, 'no secret printed')
+  t.equal(diagnosis.config.set.LOG_ROW_KEY_SECRET, '[redacted]')
+  t.equal(diagnosis.config.set.OTEL_EXPORTER_OTLP_ENDPOINT, 'https://[redacted]@otel.example.com:4318')
+  t.notMatch(result.stdout, /hunter2|scrape-secret-123|test-token-0123456789|row-key-secret|collector-pw/, 'no secret printed')
+  const query = await doctor({ REDIS_URL: `${service.redisUrl}/?password=hunter2` })('doctor')
+  t.notMatch(query.stdout, /hunter2/, 'nor a password given in the Redis URL\'s query')
   t.match(diagnosis.redis, { reachable: true, nodes: [{ settings: { role: 'master', maxmemoryPolicy: 'noeviction', version: /^\d+\.\d+/ } }] })
   t.match(diagnosis.redis.tripwires, [{ shard: 0, createdAt: /^\d{4}-/ }])
   t.match(diagnosis.redis.layout, { recorded: 1, configured: 1, shards: [{ shard: 0, tag: service.config.REDIS_PREFIX }] })
@@ -60,4 +71,22 @@ t.test('the README example, and an unreachable Redis', async (t) => {
   const down = await changeflow(['doctor'], { ...envOf(service), REDIS_URL: 'redis://127.0.0.1:9' })
   t.equal(down.code, 1)
   t.match(down.stdout, /\nredis: unreachable\n[\s\S]*✗ Redis cannot be reached: /)
+})
+
+t.test('shards: a shard that lost its data is a problem even when it was the home shard', async (t) => {
+  const sharded = await startService({ workers: true, env: { REDIS_SHARDS: '2' } })
+  const prefix = sharded.config.REDIS_PREFIX
+  t.teardown(async () => {
+    await sharded.close()
+    await deleteKeys(service.redis, `{${prefix}-*`)
+  })
+  const layout = new Layout(prefix, 2)
+  await waitFor(async () => (await service.redis.exists(...layout.shards.map((keys) => keys.tripwire()))) === 2, 5_000, 'both tripwires')
+  const shardDoctor = cliOf({ redis: service.redis }, { env: { ...envOf(sharded), REDIS_SHARDS: '2' } })
+  t.equal((await shardDoctor('doctor')).code, 0)
+  // Shard 0's master came back empty (restarted without its data): the queue registry is gone too.
+  await deleteKeys(service.redis, `${layout.home.bullPrefix}*`)
+  const result = await shardDoctor('doctor', '--json')
+  t.equal(result.code, 1, result.stdout)
+  t.match(JSON.parse(result.stdout).problems, [new RegExp(`^Redis lost data: the marker key \\{${prefix}-0-\\d+\\}:_cf:tripwire is gone`)])
 })
