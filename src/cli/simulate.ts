@@ -44,9 +44,10 @@ export function registerSimulate (program: Command, session: Session): void {
     .option('--timeout <seconds>', 'give up when changes are still unacknowledged after this long (default: duration + 120)', number(1))
     .option('--json', 'print the summary as one JSON object')
     .addHelpText('after', `
-Sequin's rules: a batch holds at most one change of a row; a row's next change is sent only once
-the previous one was acknowledged; a non-2xx answer, a timeout or a lost ack makes each message of
-the batch back off (doubling, with jitter) and be re-batched. The shipped workflows (jobs/) run
+Sequin's rules: a batch holds at most one change of a row, and no change of a row is sent while
+another of its changes is in flight; a non-2xx answer, a timeout or a lost ack makes each message
+of the batch back off (doubling, with jitter) and be re-batched, and a change waiting out its
+backoff does not hold its row's later changes back (they may arrive first: late changes). The shipped workflows (jobs/) run
 for its changes: order-paid, order-shipped, user-welcome, user-email-changed. Exit code 0 once
 every change is acknowledged, 1 otherwise.
 

@@ -12,7 +12,7 @@ const cli = cliOf(service)
 const completed = async (queue: string) => (await service.queue(queue).getJobCounts('completed')).completed ?? 0
 
 t.test('every change is acknowledged despite lost acks, and each workflow runs once per change', async (t) => {
-  const result = await cli('simulate', '--url', url, '--changes', '80', '--rate', '400', '--lost-acks', '0.25', '--backoff', '20', '--seed', '7', '--json')
+  const result = await cli('simulate', '--url', url, '--changes', '80', '--rate', '400', '--batch-size', '2', '--lost-acks', '0.25', '--backoff', '20', '--seed', '7', '--json')
   t.equal(result.code, 0, result.stderr)
   const summary = JSON.parse(result.stdout)
   t.match(summary, { committed: 80, acknowledged: 80 })
