@@ -48,7 +48,8 @@ t.test("a row's next run starts only after its earlier run finished; other rows 
 t.test('an unordered workflow runs at once, beside the row it belongs to', async (t) => {
   hold('ledger-apply/3')
   await service.post({ data: [change('ledger', 3)] })
-  await waitFor(() => ran('ledger-audit', '3').length === 1, 5_000, 'the unordered audit')
+  // Both start, whichever first: the audit finishes while the ordered run is held at its second step.
+  await waitFor(() => ran('ledger-audit', '3').length === 1 && ran('ledger-apply', '3').length === 1, 5_000, 'the unordered audit, and the ordered run to its hold')
   t.same(ran('ledger-apply', '3').map((e) => e.step), ['apply'], 'while the ordered run is still held')
   release('ledger-apply/3')
   await waitFor(() => ran('ledger-apply', '3').length === 2, 5_000, 'the ordered run')
