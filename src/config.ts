@@ -60,6 +60,9 @@ const envSchema = z.object({
   DATA_DIR: z.string().default(`${projectRoot}.data`),
   BODY_LIMIT: size.default(64 * 1024 ** 2),
   DEDUP_TTL: positive('s').default(7 * UNITS.d!),
+  // The change journal (src/journal): 0 turns it off.
+  JOURNAL_RETENTION: duration('s').default(7 * UNITS.d!),
+  JOURNAL_MAX_LEN: int(1).default(1_000_000),
   ENQUEUE_TIMEOUT: positive('ms').default(5_000),
   INVALID_MESSAGES: z.enum(['quarantine', 'reject']).default('quarantine'),
   QUARANTINE_LIMIT: int(1).default(10_000),

@@ -8,6 +8,7 @@ import { readEnvelope } from '../sequin/message.ts'
 import type { Tracing } from '../tracing/tracing.ts'
 import type { Workflow } from '../workflows/define.ts'
 import type { Committed } from './commit.ts'
+import { journalBounds } from '../journal/journal.ts'
 import { commitBatch, ReplicationError } from './shards.ts'
 import { planBatch, type BatchPlan, type JobOptions, type Rejection } from './plan.ts'
 
@@ -42,7 +43,7 @@ export interface IngestDeps {
   layout: Layout
   workflows: readonly Workflow[]
   jobOptions: JobOptions
-  config: Pick<Config, 'DEDUP_TTL' | 'ENQUEUE_TIMEOUT' | 'INVALID_MESSAGES' | 'MAX_BATCH_MESSAGES' | 'QUARANTINE_LIMIT' | 'REDIS_WAIT_REPLICAS' | 'REDIS_WAIT_TIMEOUT'>
+  config: Pick<Config, 'DEDUP_TTL' | 'ENQUEUE_TIMEOUT' | 'INVALID_MESSAGES' | 'MAX_BATCH_MESSAGES' | 'QUARANTINE_LIMIT' | 'REDIS_WAIT_REPLICAS' | 'REDIS_WAIT_TIMEOUT' | 'JOURNAL_RETENTION' | 'JOURNAL_MAX_LEN'>
   metrics: Metrics
   tracing?: Pick<Tracing, 'changes'>
 }
@@ -98,6 +99,8 @@ function count (metrics: Metrics, plan: BatchPlan, committed: Written): void {
 export function createIngest ({ redis, layout, workflows, jobOptions, config, metrics, tracing }: IngestDeps): Ingest {
   const replication = { replicas: config.REDIS_WAIT_REPLICAS, timeoutMs: config.REDIS_WAIT_TIMEOUT }
   const warnedTables = new Set<string>()
+  const journal = journalBounds(config)
+  const limits = { dedupTtlMs: config.DEDUP_TTL, quarantineLimit: config.QUARANTINE_LIMIT, journal }
 
   return async function ingest (text, log) {
     let parsed: ParsedJson
@@ -115,7 +118,7 @@ export function createIngest ({ redis, layout, workflows, jobOptions, config, me
 
     const now = new Date()
     // No message is deeper than the body: most bodies spare planning the per-message depth check.
-    const plan = planBatch(envelope.messages, workflows, jobOptions, now, { checkDepth: parsed.depth > MAX_JSON_DEPTH })
+    const plan = planBatch(envelope.messages, workflows, jobOptions, now, { checkDepth: parsed.depth > MAX_JSON_DEPTH, journal: journal !== undefined })
     for (const table of plan.unknownChanges.keys()) {
       if (warnedTables.has(table)) continue
       warnedTables.add(table)
@@ -126,7 +129,6 @@ export function createIngest ({ redis, layout, workflows, jobOptions, config, me
     tracing?.changes(plan)
 
     let committed: Committed
-    const limits = { dedupTtlMs: config.DEDUP_TTL, quarantineLimit: config.QUARANTINE_LIMIT }
     try {
       committed = await withDeadline(commitBatch(redis, layout, plan, limits, now.getTime(), replication), config.ENQUEUE_TIMEOUT)
     } catch (error) {
