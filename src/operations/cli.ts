@@ -2,10 +2,12 @@ import { parseArgs } from 'node:util'
 import type { RedisClient } from '../redis/connection.ts'
 import type { Config } from '../config.ts'
 import { Layout } from '../keys.ts'
-import { blocked, discard, discardWorkflow, layout, orphans, quarantine, redrive, retry, type CommandContext } from './cli-commands.ts'
+import { loadWorkflows } from '../workflows/load.ts'
+import { blocked, discard, discardWorkflow, layout, orphans, quarantine, redrive, retry } from './cli-commands.ts'
+import { trace, type JournalContext } from './journal-commands.ts'
 
 export interface CliDeps {
-  config: Pick<Config, 'REDIS_PREFIX' | 'REDIS_SHARDS' | 'DEDUP_TTL'>
+  config: Config
   /** Commands that need no Redis (help, usage errors) never touch it: it may be lazy. */
   redis: RedisClient
   out: (line: string) => void
@@ -24,6 +26,8 @@ commands:
   quarantine [--json]         messages kept in quarantine (invalid, or their routing failed)
   redrive <jobId> | --all     re-ingest quarantined messages through validation, routing, dedup
   layout [--reset]            the keyspace's shard count; --reset forgets it once every queue is drained
+  trace <table> <key>... [--json]
+                              what happened to one row: its journalled changes, their runs and steps, what it waits on
   help                        this text
 
   --json  one JSON object per line instead of a table
@@ -38,9 +42,10 @@ failed, 2 usage error.`
 type Flag = 'json' | 'all' | 'force' | 'reset'
 
 interface Command {
+  /** A last operand ending in `...` takes one or more values. */
   operands: readonly string[]
   flags: readonly Flag[]
-  run (ctx: CommandContext, operands: string[], flags: Record<Flag, boolean>): Promise<number | void>
+  run (ctx: JournalContext, operands: string[], flags: Record<Flag, boolean>): Promise<number | void>
 }
 
 const COMMANDS: Record<string, Command> = {
@@ -53,6 +58,11 @@ const COMMANDS: Record<string, Command> = {
   layout: { operands: [], flags: ['reset'], run: (ctx, _, flags) => layout(ctx, flags.reset) },
   // `--all` stands in for the job id; checked in `usageError`.
   redrive: { operands: ['jobId'], flags: ['all'], run: (ctx, [jobId]) => redrive(ctx, jobId) },
+  trace: {
+    operands: ['table', 'key...'],
+    flags: ['json'],
+    run: async (ctx, [table, ...key], flags) => (await trace(ctx, { table: table!, key, json: flags.json })).code,
+  },
 }
 
 class UsageError extends Error {}
@@ -77,7 +87,14 @@ export async function runCli (argv: readonly string[], deps: CliDeps): Promise<n
   const onError = (error: Error) => { connectionError = error }
   deps.redis.on('error', onError)
   try {
-    const ctx: CommandContext = { config: deps.config, redis: deps.redis, layout: await keyspaceLayout(deps), out: deps.out, err: deps.err }
+    const ctx: JournalContext = {
+      config: deps.config,
+      redis: deps.redis,
+      layout: await keyspaceLayout(deps),
+      out: deps.out,
+      err: deps.err,
+      workflows: () => loadWorkflows(deps.config.JOBS_DIR),
+    }
     return (await parsed.command.run(ctx, parsed.operands, parsed.flags)) ?? 0
   } catch (error) {
     const unreachable = connectionError && deps.redis.status !== 'ready'
@@ -126,9 +143,10 @@ function usageOf (name: string, command: Command, operands: readonly string[], a
     if (all) return operands.length > 0 ? 'redrive takes a job id or --all, not both' : undefined
     if (operands.length === 0) return 'redrive needs a job id, or --all'
   }
-  const wanted = command.operands.map((operand) => `<${operand}>`)
+  const wanted = command.operands.map((operand) => (operand.endsWith('...') ? `<${operand.slice(0, -3)}>...` : `<${operand}>`))
+  const variadic = command.operands.at(-1)?.endsWith('...') ?? false
   if (operands.length < wanted.length) return `${name} needs ${wanted.join(' ')} (missing ${wanted.slice(operands.length).join(' ')})`
-  if (operands.length > wanted.length) return `${name} takes ${wanted.join(' ') || 'no arguments'}; unexpected "${operands[wanted.length]}"`
+  if (operands.length > wanted.length && !variadic) return `${name} takes ${wanted.join(' ') || 'no arguments'}; unexpected "${operands[wanted.length]}"`
   return undefined
 }
 

@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import t from 'tap'
-import { projectRoot } from '../../src/config.ts'
+import { loadConfig, projectRoot } from '../../src/config.ts'
 import { Keyspace } from '../../src/keys.ts'
 import { runCli } from '../../src/operations/cli.ts'
 import { reportScenario } from '../helpers/fault-report.ts'
@@ -48,7 +48,7 @@ t.test('a workflow renamed during traffic, old and new replicas at once: every r
   const blockedBefore = await orphanedRows()
   const out: string[] = []
   const err: string[] = []
-  const cli = (...argv: string[]) => runCli(argv, { config: { REDIS_PREFIX: prefix, REDIS_SHARDS: 1, DEDUP_TTL: 60_000 }, redis, out: (line) => out.push(line), err: (line) => err.push(line) })
+  const cli = (...argv: string[]) => runCli(argv, { config: loadConfig({ REDIS_PREFIX: prefix, DEDUP_TTL: '60s' }), redis, out: (line) => out.push(line), err: (line) => err.push(line) })
   t.equal(await cli('discard-workflow', 'account-sync'), 0, err.join('\n'))
   const fromQueue = Number(/^discarded (\d+) runs of account-sync/.exec(out.at(-1) ?? '')?.[1] ?? NaN)
 
