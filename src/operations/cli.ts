@@ -5,6 +5,7 @@ import { Layout } from '../keys.ts'
 import { loadWorkflows } from '../workflows/load.ts'
 import { blocked, discard, discardWorkflow, layout, orphans, quarantine, redrive, retry } from './cli-commands.ts'
 import { trace, type JournalContext } from './journal-commands.ts'
+import { replay, replayOptions } from './replay-command.ts'
 
 export interface CliDeps {
   config: Config
@@ -28,9 +29,15 @@ commands:
   layout [--reset]            the keyspace's shard count; --reset forgets it once every queue is drained
   trace <table> <key>... [--json]
                               what happened to one row: its journalled changes, their runs and steps, what it waits on
+  replay [--workflow W]... [--table T] [--action A]... [--key K]... [--from TIME] [--to TIME]
+         [--force [--generation N]] [--dry-run] [--wait DURATION] [--json]
+                              re-run workflows for journalled changes (commit time from/to: ISO time, or 2h for 2 hours ago);
+                              without --force only runs a change never had start; --force runs each selected run again,
+                              once, under new job ids and idempotency keys (a new generation; --generation N resumes one);
+                              waits up to --wait (default 10m, 0: no wait) for the runs to finish
   help                        this text
 
-  --json  one JSON object per line instead of a table
+  --json  one JSON object per line instead of a table (replay: one report)
   --force discard-workflow even though a worker still runs that workflow
   --reset layout: let processes start with another REDIS_SHARDS (the keyspace must be drained)
 
@@ -39,13 +46,19 @@ retried or discarded. Reads REDIS_URL (default redis://127.0.0.1:6379) and REDIS
 the service (REDIS_CLUSTER_NODES and REDIS_SHARDS too). Exit codes: 0 done, 1 the operation
 failed, 2 usage error.`
 
-type Flag = 'json' | 'all' | 'force' | 'reset'
+const FLAGS = ['json', 'all', 'force', 'reset', 'dry-run'] as const
+type Flag = (typeof FLAGS)[number]
+/** Options that take a value; several of one kind are collected. */
+const VALUES = ['workflow', 'table', 'action', 'key', 'from', 'to', 'generation', 'wait'] as const
+type Value = (typeof VALUES)[number]
+type Values = Partial<Record<Value, string[]>>
 
 interface Command {
   /** A last operand ending in `...` takes one or more values. */
   operands: readonly string[]
   flags: readonly Flag[]
-  run (ctx: JournalContext, operands: string[], flags: Record<Flag, boolean>): Promise<number | void>
+  values?: readonly Value[]
+  run (ctx: JournalContext, operands: string[], flags: Record<Flag, boolean>, values: Values): Promise<number | void>
 }
 
 const COMMANDS: Record<string, Command> = {
@@ -62,6 +75,16 @@ const COMMANDS: Record<string, Command> = {
     operands: ['table', 'key...'],
     flags: ['json'],
     run: async (ctx, [table, ...key], flags) => (await trace(ctx, { table: table!, key, json: flags.json })).code,
+  },
+  replay: {
+    operands: [],
+    flags: ['force', 'dry-run', 'json'],
+    values: ['workflow', 'table', 'action', 'key', 'from', 'to', 'generation', 'wait'],
+    run: async (ctx, _, flags, values) => {
+      const options = replayOptions(values, { force: flags.force, dryRun: flags['dry-run'], json: flags.json })
+      if (typeof options === 'string') throw new UsageError(options)
+      return (await replay(ctx, options)).code
+    },
   },
 }
 
@@ -95,8 +118,12 @@ export async function runCli (argv: readonly string[], deps: CliDeps): Promise<n
       err: deps.err,
       workflows: () => loadWorkflows(deps.config.JOBS_DIR),
     }
-    return (await parsed.command.run(ctx, parsed.operands, parsed.flags)) ?? 0
+    return (await parsed.command.run(ctx, parsed.operands, parsed.flags, parsed.values)) ?? 0
   } catch (error) {
+    if (error instanceof UsageError) {
+      deps.err(`error: ${error.message}`)
+      return 2
+    }
     const unreachable = connectionError && deps.redis.status !== 'ready'
     deps.err(`error: ${unreachable ? `cannot reach Redis: ${connectionError!.message}` : (error as Error)?.message ?? String(error)}`)
     return 1
@@ -109,15 +136,20 @@ interface Parsed {
   command: Command
   operands: string[]
   flags: Record<Flag, boolean>
+  values: Values
 }
 
 function parse (argv: readonly string[]): Parsed | 'help' {
-  let values, positionals
+  let values: Record<string, unknown>, positionals: string[]
   try {
     ({ values, positionals } = parseArgs({
       args: [...argv],
       allowPositionals: true,
-      options: { json: { type: 'boolean' }, all: { type: 'boolean' }, force: { type: 'boolean' }, reset: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        ...Object.fromEntries(FLAGS.map((flag) => [flag, { type: 'boolean' as const }])),
+        ...Object.fromEntries(VALUES.map((value) => [value, { type: 'string' as const, multiple: true }])),
+        help: { type: 'boolean', short: 'h' },
+      },
     }))
   } catch (error) {
     // Node's messages go on with advice about `--`; the first sentence is the one-line error.
@@ -129,13 +161,20 @@ function parse (argv: readonly string[]): Parsed | 'help' {
   const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name]! : undefined
   if (!command) throw new UsageError(`unknown command "${name}"`)
 
-  const flags = { json: values.json ?? false, all: values.all ?? false, force: values.force ?? false, reset: values.reset ?? false }
-  for (const flag of ['json', 'all', 'force', 'reset'] as const) {
+  const flags = Object.fromEntries(FLAGS.map((flag) => [flag, values[flag] === true])) as Record<Flag, boolean>
+  for (const flag of FLAGS) {
     if (flags[flag] && !command.flags.includes(flag)) throw new UsageError(`${name} takes no --${flag}`)
+  }
+  const given: Values = {}
+  for (const value of VALUES) {
+    const found = values[value]
+    if (!Array.isArray(found)) continue
+    if (!command.values?.includes(value)) throw new UsageError(`${name} takes no --${value}`)
+    given[value] = found
   }
   const usageError = usageOf(name, command, operands, flags.all)
   if (usageError) throw new UsageError(usageError)
-  return { command, operands, flags }
+  return { command, operands, flags, values: given }
 }
 
 function usageOf (name: string, command: Command, operands: readonly string[], all: boolean): string | undefined {

@@ -6,7 +6,8 @@ import { formatTable, oneLine } from './table.ts'
 
 /** What trace and replay need besides the operator commands' context. */
 export interface JournalContext extends CommandContext {
-  config: Pick<Config, 'DEDUP_TTL' | 'JOURNAL_RETENTION' | 'JOURNAL_MAX_LEN' | 'QUARANTINE_LIMIT' | 'STEP_ATTEMPTS' | 'STEP_BACKOFF' | 'KEEP_COMPLETED' | 'KEEP_COMPLETED_AGE'>
+  config: Pick<Config, 'DEDUP_TTL' | 'JOURNAL_RETENTION' | 'QUARANTINE_LIMIT' | 'STEP_ATTEMPTS' | 'STEP_BACKOFF' | 'KEEP_COMPLETED' |
+    'KEEP_COMPLETED_AGE' | 'REDIS_WAIT_REPLICAS' | 'REDIS_WAIT_TIMEOUT'>
   /** The workflows of JOBS_DIR: their steps (trace), and what a replay runs. */
   workflows (): Promise<readonly Workflow[]>
 }
