@@ -1,5 +1,5 @@
 import { Job, type Queue } from 'bullmq'
-import { changeIdentity, rowId, runId, stepJobId } from '../ingest/identity.ts'
+import { changeIdentity, replayChangeId, rowId, runId, stepJobId } from '../ingest/identity.ts'
 import type { StepJobData } from '../ingest/job-data.ts'
 import { BLOCK_REASONS, type BlockReason, type Keyspace, type Layout } from '../keys.ts'
 import type { RedisClient } from '../redis/connection.ts'
@@ -24,6 +24,8 @@ export type RunState = 'finished' | 'discarded' | 'waiting its turn' | 'running'
 export interface RunTrace {
   workflow: string
   run: string
+  /** The forced replay generation that started it; absent for the change's own run. */
+  replay?: number
   state: RunState
   late: boolean
   /** Empty when the workflow is not defined in JOBS_DIR here: its steps are not known. */
@@ -81,9 +83,11 @@ export async function traceRow (redis: RedisClient, layout: Layout, workflows: r
     const steps = new Map(workflows.map((workflow) => [workflow.name, workflow.steps.map((step) => step.name)]))
     const changes: ChangeTrace[] = []
     const rows = new Map<string, Keyspace>()
+    const generations = Number(await redis.get(layout.home.replayGeneration()) ?? 0)
     for (const entry of entries) {
       const { metadata } = entry.message
-      const runs = await Promise.all(entry.workflows.map((workflow) => traceRun(redis, layout, queueOf, entry, workflow, steps.get(workflow))))
+      const runs = await Promise.all(entry.workflows.map((workflow) => traceRun(redis, layout, queueOf, entry, entry.changeId, workflow, steps.get(workflow))))
+      runs.push(...await replayedRuns(redis, layout, queueOf, entry, generations, steps))
       const source = changeIdentity(metadata).source
       const pkRow = rowId(source, metadata.table_schema, metadata.table_name, 'pk', metadata.record_pks ?? [])
       rows.set(pkRow, layout.shards[layout.shardOf(pkRow)]!)
@@ -108,18 +112,37 @@ export async function traceRow (redis: RedisClient, layout: Layout, workflows: r
 
 type QueueOf = (keys: Keyspace, workflow: string) => Queue
 
+type Traced = RunTrace & { rows: string[] }
+
+/**
+ * The runs forced replays started for a change: of its workflows then and of those defined now
+ * (a replay routes the change again), each under the generation's identity (the newest 100).
+ */
+async function replayedRuns (redis: RedisClient, layout: Layout, queueOf: QueueOf, entry: JournalEntry, generations: number, steps: Map<string, string[]>): Promise<Traced[]> {
+  const names = [...new Set([...entry.workflows, ...steps.keys()])]
+  const found: Traced[] = []
+  for (let generation = Math.max(1, generations - 99); generation <= generations; generation++) {
+    const id = replayChangeId(entry.changeId, generation)
+    const seen = await Promise.all(layout.shards.map((keys) => redis.exists(keys.seen(id))))
+    if (!seen.some((exists) => exists === 1)) continue
+    const runs = await Promise.all(names.map((workflow) => traceRun(redis, layout, queueOf, entry, id, workflow, steps.get(workflow))))
+    found.push(...runs.filter((run) => run.state !== 'not started').map((run) => ({ ...run, replay: generation })))
+  }
+  return found
+}
+
 /** One run of a journalled change, in whichever shard holds it (the shard of its row). */
-async function traceRun (redis: RedisClient, layout: Layout, queueOf: QueueOf, entry: JournalEntry, workflow: string, steps: string[] | undefined): Promise<RunTrace & { rows: string[] }> {
-  const run = runId(entry.changeId, workflow)
+async function traceRun (redis: RedisClient, layout: Layout, queueOf: QueueOf, entry: JournalEntry, changeId: string, workflow: string, steps: string[] | undefined): Promise<Traced> {
+  const run = runId(changeId, workflow)
   // The entry's shard first: with one shard, or a primary-key row, it is the run's.
   const order = [entry.shard, ...layout.shards.keys()].filter((shard, i, all) => all.indexOf(shard) === i)
-  let found: (RunTrace & { rows: string[] }) | undefined
+  let found: Traced | undefined
   for (const shard of order) {
     const keys = layout.shards[shard]!
-    const [marker, record] = await Promise.all([redis.hget(keys.seen(entry.changeId), workflow), redis.hgetall(keys.run(run))])
+    const [marker, record] = await Promise.all([redis.hget(keys.seen(changeId), workflow), redis.hgetall(keys.run(run))])
     const jobs = await Promise.all((steps ?? []).map((step) => Job.fromId<StepJobData>(queueOf(keys, workflow), stepJobId(run, step))))
     const traced = { workflow, run, late: record.late === '1', rows: jobs.flatMap((job) => (job?.data.row ? [job.data.row] : [])) }
-    const stepTraces = await Promise.all((steps ?? []).map((step, i) => stepTrace(step, stepJobId(run, step), jobs[i], record[`r${i}`], marker === 'd')))
+    const stepTraces = await Promise.all((steps ?? []).map((step, i) => stepTrace(step, stepJobId(run, step), jobs[i], record[`r${i}`], marker === 'd', record.discarded !== undefined)))
     const state = runState(marker, record, stepTraces)
     found ??= { ...traced, state, steps: stepTraces }
     if (state !== 'not started') return { ...traced, state, steps: stepTraces }
@@ -127,10 +150,10 @@ async function traceRun (redis: RedisClient, layout: Layout, queueOf: QueueOf, e
   return found!
 }
 
-async function stepTrace (step: string, jobId: string, job: Job<StepJobData> | undefined, recorded: string | undefined, runFinished: boolean): Promise<StepTrace> {
+async function stepTrace (step: string, jobId: string, job: Job<StepJobData> | undefined, recorded: string | undefined, runFinished: boolean, discarded: boolean): Promise<StepTrace> {
   if (!job) {
-    const removed = recorded !== undefined || runFinished
-    return { step, jobId, state: removed ? 'completed (removed)' : 'not started', attempts: 0, ...(recorded !== undefined ? { result: JSON.parse(recorded) } : {}) }
+    const state = recorded !== undefined || runFinished ? 'completed (removed)' : discarded ? 'not run (discarded)' : 'not started'
+    return { step, jobId, state, attempts: 0, ...(recorded !== undefined ? { result: JSON.parse(recorded) } : {}) }
   }
   const state = await job.getState()
   return {

@@ -50,7 +50,7 @@ function traceText (trace: RowTrace): string[] {
     let first = true
     const changeCells = () => (first ? [change.acceptedAt, change.action, change.commit.timestamp, position] : ['', '', '', ''])
     for (const run of change.runs) {
-      const runCells = [run.workflow, `${run.state}${run.late ? ' (late)' : ''}`]
+      const runCells = [run.workflow, `${run.state}${run.late ? ' (late)' : ''}${run.replay ? ` (replay ${run.replay})` : ''}`]
       const steps: StepTrace[] = run.steps.length > 0 ? run.steps : [{ step: '?', jobId: '', state: '(not defined in JOBS_DIR)', attempts: 0 }]
       steps.forEach((step, i) => {
         const outcome = step.error ?? (step.result === undefined ? '' : JSON.stringify(step.result))

@@ -39,6 +39,12 @@ t.test('after a bug fix, replay --force runs a status-transition workflow again,
   t.equal(new Set([...original, ...replayed]).size, 5, 'new idempotency keys: the provider sees new requests')
   t.same(steps[4]!.results, { one: { n: 1 }, two: { n: 2 } }, 'the replayed run\'s own results')
 
+  const traced = JSON.parse((await cli('trace', 'orders', '50', '--json')).stdout)
+  t.match(traced.changes[0].runs, [
+    { workflow: 'order-flow', state: 'discarded', steps: [{ state: 'completed' }, { state: 'not run (discarded)' }, { state: 'not run (discarded)' }] },
+    { workflow: 'order-flow', replay: 1, state: 'finished' },
+  ], 'trace shows the change\'s own run and the replay\'s')
+
   // Resuming generation 1 (an interrupted replay run again) starts nothing twice.
   t.match(await report('--table', 'orders', '--key', '50', '--force', '--generation', '1', '--wait', '2s'), { code: 0, generation: 1, existing: 1, enqueued: 0 })
   t.match(await report('--table', 'orders', '--key', '50', '--wait', '2s'), { generation: 0, enqueued: 0 })
