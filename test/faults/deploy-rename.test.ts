@@ -48,7 +48,8 @@ t.test('a workflow renamed during traffic, old and new replicas at once: every r
   const blockedBefore = await orphanedRows()
   const out: string[] = []
   const err: string[] = []
-  const cli = (...argv: string[]) => runCli(argv, { config: loadConfig({ REDIS_PREFIX: prefix, DEDUP_TTL: '60s' }), redis, out: (line) => out.push(line), err: (line) => err.push(line) })
+  const config = loadConfig({ REDIS_PREFIX: prefix, DEDUP_TTL: '60s', KEEP_COMPLETED_AGE: '60s' })
+  const cli = (...argv: string[]) => runCli(argv, { config, redis, out: (line) => out.push(line), err: (line) => err.push(line) })
   t.equal(await cli('discard-workflow', 'account-sync'), 0, err.join('\n'))
   const fromQueue = Number(/^discarded (\d+) runs of account-sync/.exec(out.at(-1) ?? '')?.[1] ?? NaN)
 
