@@ -27,6 +27,13 @@ t.test('after a bug fix, replay --force runs a status-transition workflow again,
   t.equal(original.length, 2, 'one and two ran')
 
   // The fix is deployed (no more refusals). Without --force nothing that ran runs again.
+  const dry = await cli('replay', '--table', 'orders', '--key', '50', '--dry-run')
+  t.same([dry.code, dry.out], [0, [
+    'dry run: replay without --force: only runs the changes never had start',
+    'selected 1 journalled changes: 1 runs (0 changes start none of the selected workflows now)',
+    '  already there (finished, running, waiting or failed), not started again: 1',
+    '  would start: 0',
+  ]], 'the README\'s session')
   t.match(await report('--table', 'orders', '--key', '50', '--dry-run'), { code: 0, generation: 0, dryRun: true, selected: 1, runs: 1, existing: 1 })
   t.match(await report('--table', 'orders', '--key', '50', '--wait', '2s'), { code: 0, generation: 0, selected: 1, existing: 1, enqueued: 0 })
 
