@@ -1,5 +1,5 @@
 import neostandard from 'neostandard'
 
 export default [
-  ...neostandard({ ts: true, ignores: ['node_modules/**', '.data/**', '.tap/**', 'scratch/**'] }),
+  ...neostandard({ ts: true, ignores: ['node_modules/**', 'dist/**', '.data/**', '.tap/**', 'scratch/**'] }),
 ]

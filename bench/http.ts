@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
@@ -8,7 +10,9 @@ import { freePort } from '../src/redis/embedded.ts'
 import { startRedisServer } from '../scripts/lib/redis-server.ts'
 import { TOKEN } from './lib/context.ts'
 import { median } from './lib/measure.ts'
+import { summariseProfile, type ProfileShare } from './lib/profile.ts'
 import { ratio, table } from './lib/table.ts'
+import { SOURCE_NODE_ARGS } from '../scripts/lib/source-node.ts'
 
 /** One side of the comparison: a receiver process of its own. */
 type Receiver = 'bare' | 'changeflow' | 'naive'
@@ -87,12 +91,12 @@ export async function startReceiver (receiver: Receiver, redisUrl: string, optio
   const common = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', REDIS_URL: redisUrl, PORT: String(port) }
   const profile = options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : []
   const child = receiver === 'changeflow'
-    ? spawn(process.execPath, [...profile, '--import', 'tsx', `${projectRoot}src/main/web.ts`], {
+    ? spawn(process.execPath, [...profile, ...SOURCE_NODE_ARGS, `${projectRoot}src/main/web.ts`], {
       cwd: projectRoot,
       env: { ...common, HOST: '127.0.0.1', REDIS_PREFIX: prefix, JOBS_DIR: jobsDir, SEQUIN_WEBHOOK_TOKENS: TOKEN, LOG_LEVEL: 'warn', DATA_DIR: `/tmp/changeflow-bench-${prefix}` },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
-    : spawn(process.execPath, [...profile, '--import', 'tsx', `${projectRoot}bench/receivers/bare.ts`], {
+    : spawn(process.execPath, [...profile, ...SOURCE_NODE_ARGS, `${projectRoot}bench/receivers/bare.ts`], {
       cwd: projectRoot,
       env: { ...common, PREFIX: prefix, TOKEN, RECEIVER: receiver },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -111,7 +115,7 @@ export async function stopReceiver (child: ChildProcess): Promise<void> {
 
 /** The load generator: its own process, so that its CPU is not the receiver's. */
 export async function load (url: string, batch: number, amount: number, connections: number): Promise<LoadResult> {
-  const child = spawn(process.execPath, ['--import', 'tsx', `${projectRoot}bench/lib/load.ts`, url, TOKEN, String(batch), String(amount), String(connections)], {
+  const child = spawn(process.execPath, [...SOURCE_NODE_ARGS, `${projectRoot}bench/lib/load.ts`, url, TOKEN, String(batch), String(amount), String(connections)], {
     cwd: projectRoot,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -156,6 +160,30 @@ async function measure (receiver: Receiver, spec: (typeof LOADS)[number], redisU
 export interface HttpFigures {
   text: string
   runs: Run[]
+  /** Where each receiver's main thread spent its time at batch 100 (a profiled, unmeasured run). */
+  profiles: Record<string, ProfileShare[]>
+}
+
+/** One more run of changeflow and the bare receiver at batch 100 under `--cpu-prof`: what bounds each. */
+async function profileAt100 (redisUrl: string, admin: Redis): Promise<Record<string, ProfileShare[]>> {
+  const spec = LOADS.find((load) => load.batch === 100)!
+  const profiles: Record<string, ProfileShare[]> = {}
+  for (const receiver of ['changeflow', 'bare'] as const) {
+    const dir = mkdtempSync(join(tmpdir(), 'changeflow-profile-'))
+    try {
+      const { child, url } = await startReceiver(receiver, redisUrl, { cpuProfileDir: dir })
+      try {
+        await load(url, spec.batch, spec.amount, spec.connections)
+      } finally {
+        await stopReceiver(child) // the profile is written as the process exits
+        await admin.flushall()
+      }
+      profiles[receiver] = summariseProfile(dir, 6).shares
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+  return profiles
 }
 
 /**
@@ -168,6 +196,7 @@ export async function benchHttp (repeats: number): Promise<HttpFigures> {
   const server = await startRedisServer(['--maxmemory-policy', 'noeviction'])
   const admin = new Redis(server.url, { maxRetriesPerRequest: 1 })
   const runs: Run[] = []
+  let profiles: Record<string, ProfileShare[]> = {}
   try {
     for (const spec of LOADS) {
       for (let round = 0; round < repeats; round++) {
@@ -180,11 +209,22 @@ export async function benchHttp (repeats: number): Promise<HttpFigures> {
         }
       }
     }
+    process.stderr.write('  http: profiling changeflow and bare at batch 100\n')
+    profiles = await profileAt100(server.url, admin)
   } finally {
     admin.disconnect()
     await server.stop()
   }
-  return { text: httpTable(runs), runs }
+  const where = (receiver: string) => (profiles[receiver] ?? []).map((share) => `${share.where} ${Math.round(share.share * 100)}%`).join(', ')
+  const text = [
+    httpTable(runs),
+    '',
+    'Where the receivers\' main threads spent their CPU at batch 100 (`--cpu-prof`, self time, idle excluded; `node` is Node\'s own code: sockets, HTTP parsing, module loading):',
+    '',
+    `- changeflow: ${where('changeflow')}`,
+    `- bare: ${where('bare')}`,
+  ].join('\n')
+  return { text, runs, profiles }
 }
 
 export function httpTable (runs: readonly Run[]): string {

@@ -1,10 +1,12 @@
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { openContext, type Context } from './lib/context.ts'
 import { BenchError, readSettings, type Settings } from './lib/settings.ts'
 import { interruption, secondsSince } from './lib/measure.ts'
 import { table } from './lib/table.ts'
 import { benchHttp } from './http.ts'
+import { measureRedisLimit } from './redis-limit.ts'
+import { limitText, summary, type Results } from './summary.ts'
 import { benchIngest } from './ingest.ts'
 import { benchJournal } from './journal.ts'
 import { benchMemory } from './memory.ts'
@@ -54,6 +56,7 @@ async function main (): Promise<number> {
   }
   const started = process.hrtime.bigint()
   const ctx = await openContext(settings)
+  const results: Results = { node: process.version, cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown', loadAverageAtStart: os.loadavg().slice(0, 2) }
   // Ctrl-C: the running scenario stops, and the keys are deleted as after a failure. A second
   // Ctrl-C exits at once (the keys stay: delete {prefix}* by hand).
   const interrupt = (signal: NodeJS.Signals) => {
@@ -71,7 +74,12 @@ async function main (): Promise<number> {
     process.stdout.write(`## Environment\n\n${await environment(ctx, settings)}\n\n`)
     if (settings.parts.has('http')) {
       process.stderr.write('part 1: ingest over HTTP (private redis-server; receivers and load generator in processes of their own)\n')
-      process.stdout.write(`## Ingest over HTTP: changeflow against the receiver a user would write\n\n${(await benchHttp(settings.repeats)).text}\n\n`)
+      const http = await benchHttp(settings.repeats)
+      results.http = { runs: http.runs, profiles: http.profiles }
+      process.stdout.write(`## Ingest over HTTP: changeflow against the receiver a user would write\n\n${http.text}\n\n`)
+      process.stderr.write('part 1: Redis\'s own limit (redis-benchmark calling the ingest script)\n')
+      results.redisLimit = await measureRedisLimit()
+      process.stdout.write(`## Redis's own limit\n\n${limitText(results.redisLimit, http.runs)}\n\n`)
     }
     if (settings.parts.has('ingest')) {
       process.stderr.write('part 1: ingest\n')
@@ -79,7 +87,9 @@ async function main (): Promise<number> {
     }
     if (settings.parts.has('steps')) {
       process.stderr.write('part 2: steps\n')
-      process.stdout.write(`## Steps: queued changes to completed steps\n\n${await benchSteps(ctx)}\n\n`)
+      const steps = await benchSteps(ctx)
+      results.steps = steps.figures
+      process.stdout.write(`## Steps: queued changes to completed steps\n\n${steps.text}\n\n`)
     }
     if (settings.parts.has('memory')) {
       process.stderr.write('part 3: memory\n')
@@ -97,7 +107,11 @@ async function main (): Promise<number> {
       process.stderr.write('part 4: scale (private redis-servers: one, then a three-master cluster)\n')
       process.stdout.write(`## Scale: worker processes, one Redis or a cluster\n\n${await benchScale(ctx)}\n\n`)
     }
+    process.stdout.write(`## Against the targets\n\n${summary(results)}\n\n`)
     process.stdout.write(`Load average (1, 5 min) at the end: ${loadAverage()}\n`)
+    results.loadAverageAtEnd = os.loadavg().slice(0, 2)
+    writeFileSync(settings.jsonPath, `${JSON.stringify(results, null, 2)}\n`)
+    process.stderr.write(`figures written to ${settings.jsonPath}\n`)
     process.stderr.write(`done in ${secondsSince(started).toFixed(1)} s\n`)
     return 0
   } catch (error) {

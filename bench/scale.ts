@@ -15,6 +15,7 @@ import os from 'node:os'
 import { inParallel, withTimeout } from './lib/measure.ts'
 import { table } from './lib/table.ts'
 import { mostlyDistinctRows, seeded, toBatches } from './lib/workload.ts'
+import { SOURCE_NODE_ARGS } from '../scripts/lib/source-node.ts'
 
 const WORKFLOW = 'bench-ordered'
 const jobsDir = fileURLToPath(new URL('jobs/', import.meta.url))
@@ -76,7 +77,7 @@ async function cpu (masters: readonly Redis[]): Promise<number[]> {
 
 /** A `npm run worker` process (run directly), resolving once it started its workers. */
 function spawnWorker (env: Record<string, string>): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', `${projectRoot}src/main/worker.ts`], {
+  const child = spawn(process.execPath, [...SOURCE_NODE_ARGS, `${projectRoot}src/main/worker.ts`], {
     cwd: projectRoot,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -2,10 +2,12 @@ import { Queue, Worker, type Job } from 'bullmq'
 import { Redis } from 'ioredis'
 import type { Counts } from '../src/ingest/ingest.ts'
 import { createJobOptions } from '../src/ingest/job-options.ts'
-import { stepJobId } from '../src/ingest/identity.ts'
+import { changeId, stepJobId } from '../src/ingest/identity.ts'
 import type { StepJobData } from '../src/ingest/plan.ts'
 import { Metrics } from '../src/metrics.ts'
+import type { SequinMetadata } from '../src/sequin/message.ts'
 import { bareJob, type BareJob } from './lib/bare.ts'
+import { hotRows } from './lib/hot-rows.ts'
 import { TOKEN, type Context } from './lib/context.ts'
 import { chunks, inParallel, startClock, withTimeout } from './lib/measure.ts'
 import { runRounds, type Scenario } from './lib/rounds.ts'
@@ -31,7 +33,25 @@ function completions (workers: readonly Worker[], target: number): { done: Promi
  * that records the result and releases the next step, or the row's next run) with per-row
  * ordering on and off, against bare BullMQ workers running the same number of no-op jobs.
  */
-export async function benchSteps (ctx: Context): Promise<string> {
+export interface StepFigures {
+  /** Steps per second of each scenario (medians). */
+  independent: number
+  chained: number
+  off: number
+  on: number
+  hotOff: number
+  hotOn: number
+}
+
+const HOT_OFF = 'changeflow, hot rows, ordering off'
+const HOT_ON = 'changeflow, hot rows, ordering on'
+
+function quantile (values: readonly number[], q: number): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!
+}
+
+export async function benchSteps (ctx: Context): Promise<{ text: string, figures: StepFigures }> {
   const { settings, config, prefix, workflows } = ctx
   const metrics = new Metrics()
   const web = await ctx.web(metrics)
@@ -84,11 +104,16 @@ export async function benchSteps (ctx: Context): Promise<string> {
     },
   })
 
-  const changeflow = (name: string, workflow: string, table: string): Scenario => ({
+  /** Per measured hot-row scenario: how long after the workers started each change's run finished. */
+  const lags = new Map<string, { hot: number[], cold: number[] }>()
+
+  const changeflow = (name: string, workflow: string, table: string, hotRowMix = false): Scenario => ({
     name,
     async measure (warmUp) {
       // Accepted with no worker running: every step is then waiting, as for bare BullMQ.
-      const messages = workload(table, warmUp)
+      const mix = hotRowMix ? hotRows(table, count(warmUp), seeded(7)) : { messages: workload(table, warmUp), hot: new Set<number>() }
+      const messages = mix.messages
+      const hotChanges = new Set([...mix.hot].map((i) => changeId(messages[i]!.metadata as SequinMetadata)))
       await inParallel(toBatches(messages, settings.batchSize), settings.inFlight, async (batch) => {
         const response = await web.app.inject({
           method: 'POST',
@@ -103,8 +128,18 @@ export async function benchSteps (ctx: Context): Promise<string> {
 
       const target = messages.length * 2
       const stop = await startClock(ctx.redis)
+      const started = performance.now()
       const worker = ctx.worker([ctx.workflow(workflow)], metrics)
       const counted = completions(worker.workers.workers, target)
+      const lag = { hot: [] as number[], cold: [] as number[] }
+      if (hotRowMix && !warmUp) {
+        lags.set(name, lag)
+        for (const w of worker.workers.workers) {
+          w.on('completed', (job: Job<StepJobData>) => {
+            if (job.data.stepIndex === 1) (hotChanges.has(job.data.changeId) ? lag.hot : lag.cold).push((performance.now() - started) / 1000)
+          })
+        }
+      }
       let sample
       try {
         await withTimeout(counted.done, settings.timeoutMs, name)
@@ -129,12 +164,14 @@ export async function benchSteps (ctx: Context): Promise<string> {
     bare('BullMQ Worker, step two added by step one', (message) => [bareJob(message, 'bench-ordered', 'one', 0, opts('one'))], true),
     changeflow('changeflow, ordering off', 'bench-unordered', 'bench_unordered'),
     changeflow('changeflow, ordering on (default)', 'bench-ordered', 'bench_ordered'),
+    changeflow(HOT_OFF, 'bench-unordered', 'bench_unordered', true),
+    changeflow(HOT_ON, 'bench-ordered', 'bench_ordered', true),
   ]
 
   try {
     const timings = await runRounds('steps', scenarios, settings.repeats, ctx.clear)
     const steps = settings.changes * 2
-    const [independent, chained, off, on] = timings.map((timing) => steps / timing.median) as [number, number, number, number]
+    const [independent, chained, off, on, hotOff, hotOn] = timings.map((timing) => steps / timing.median) as [number, number, number, number, number, number]
     const rows = timings.map((timing) => [
       timing.scenario.name,
       rate(steps),
@@ -147,11 +184,21 @@ export async function benchSteps (ctx: Context): Promise<string> {
       fixed(timing.redisCpu / steps * 1e6, 0),
     ])
     const cost = 1 - on / off
-    return [
+    const lagRows = [HOT_OFF, HOT_ON].map((name) => {
+      const lag = lags.get(name) ?? { hot: [], cold: [] }
+      const at = (values: number[], q: number) => values.length === 0 ? '-' : fixed(quantile(values, q), 2)
+      return [name, at(lag.cold, 0.5), at(lag.cold, 0.99), at(lag.hot, 0.5), at(lag.hot, 0.99), at(lag.hot, 1)]
+    })
+    const text = [
       table(['steps scenario', 'steps', 'median s', 'min–max s', 'steps/s', 'vs BullMQ', 'vs BullMQ chained', 'node CPU µs/step', 'Redis CPU µs/step'], rows),
       '',
       `ordering on / off: ${ratio(on / off)} of the throughput, a cost of ${fixed(cost * 100, 1)}% (project target: at most 30%): ${cost <= 0.3 ? 'met' : 'NOT met'}`,
+      '',
+      'Hot rows (a fifth of the changes on 1 % of the rows): when each change\'s run finished, in seconds after the workers started (last measured round):',
+      '',
+      table(['hot-row scenario', 'other rows p50 s', 'other rows p99 s', 'hot rows p50 s', 'hot rows p99 s', 'hot rows last s'], lagRows),
     ].join('\n')
+    return { text, figures: { independent, chained, off, on, hotOff, hotOn } }
   } finally {
     await web.close()
   }

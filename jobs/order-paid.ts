@@ -1,4 +1,4 @@
-import { defineWorkflow } from '../src/workflows/define.ts'
+import { defineWorkflow } from 'changeflow'
 import { effects } from './lib/effects.ts'
 
 /** An order whose status turns `paid` starts fulfilment. */
@@ -15,16 +15,17 @@ export default defineWorkflow({
     },
     {
       name: 'create-shipment',
-      run: ({ change, results, idempotencyKey, log }) => {
-        const { reservationId } = results['reserve-inventory'] as { reservationId: string }
-        return effects().createShipment({ orderId: String(change.record.id), reservationId, idempotencyKey }, log)
-      },
+      run: ({ change, results, idempotencyKey, log }) => effects().createShipment({
+        orderId: String(change.record.id),
+        reservationId: results['reserve-inventory'].reservationId,
+        idempotencyKey,
+      }, log),
     },
     {
       name: 'send-receipt',
       attempts: 8,
       run: async ({ change, results, idempotencyKey, log }) => {
-        const { shipmentId } = results['create-shipment'] as { shipmentId: string }
+        const { shipmentId } = results['create-shipment']
         return effects().sendEmail({
           to: `user:${String(change.record.user_id)}`,
           template: 'order-receipt',

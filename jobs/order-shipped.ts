@@ -1,4 +1,4 @@
-import { defineWorkflow } from '../src/workflows/define.ts'
+import { defineWorkflow } from 'changeflow'
 import { effects } from './lib/effects.ts'
 
 /** An order whose status turns `shipped` sends a tracking notification. */

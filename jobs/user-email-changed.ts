@@ -1,4 +1,4 @@
-import { defineWorkflow } from '../src/workflows/define.ts'
+import { defineWorkflow } from 'changeflow'
 import { effects } from './lib/effects.ts'
 
 /** A changed email address must be verified: the new address gets a verification email. */

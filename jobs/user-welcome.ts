@@ -1,4 +1,4 @@
-import { defineWorkflow } from '../src/workflows/define.ts'
+import { defineWorkflow } from 'changeflow'
 import { effects } from './lib/effects.ts'
 
 /** A new user gets a welcome email. Backfill (`read`) rows are existing users: not listed. */

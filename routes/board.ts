@@ -67,7 +67,7 @@ function describeForeign (queue: Queue): { displayName: string, description: str
     displayName: `${queue.name} (not defined here)`,
     description: `No workflow named ${queue.name} in this release, yet its queue holds work: runs accepted before a ` +
       'rename or removal. Unless another release\'s worker still runs it, its rows are blocked: drain it with such a ' +
-      `worker, or give its runs up (npm run cli -- discard-workflow ${queue.name}).`,
+      `worker, or give its runs up (npx changeflow discard-workflow ${queue.name}).`,
   }
 }
 

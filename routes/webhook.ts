@@ -3,11 +3,14 @@ import { createGunzip, type Gunzip } from 'node:zlib'
 import type { FastifyPluginAsync } from 'fastify'
 import { Errors, withDetails } from '../src/errors.ts'
 import { createTokenCheck } from '../src/http/auth.ts'
-import type { Ingest, IngestOutcome } from '../src/ingest/ingest.ts'
+import type { DryRunOutcome } from '../src/ingest/dry-run.ts'
+import type { Ingest, IngestOutcome, Refusal } from '../src/ingest/ingest.ts'
 
 export interface WebhookOptions {
   tokens: readonly string[]
   ingest: Ingest
+  /** What ingest would do with a body, writing nothing: `POST /webhooks/sequin/dry-run`. */
+  dryRun: (text: string) => Promise<DryRunOutcome>
   /** While false (Redis down or misconfigured, shutting down) the webhook answers 503. */
   isReady: () => boolean
 }
@@ -25,7 +28,7 @@ function gunzip (payload: NodeJS.ReadableStream): Gunzip {
  * Sequin's HTTP sink posts here: `POST /webhooks/sequin`. Every refusal is a catalogued error;
  * the app's root handler (src/http/error-contract.ts) gives it its status, body and Retry-After.
  */
-const webhook: FastifyPluginAsync<WebhookOptions> = async (app, { tokens, ingest, isReady }) => {
+const webhook: FastifyPluginAsync<WebhookOptions> = async (app, { tokens, ingest, dryRun, isReady }) => {
   const authorized = createTokenCheck(tokens)
 
   // Only JSON is a Sequin body; Fastify's text/plain parser would let any text through. The JSON
@@ -54,11 +57,9 @@ const webhook: FastifyPluginAsync<WebhookOptions> = async (app, { tokens, ingest
         request.log.info(outcome.counts, 'batch accepted')
         return reply.code(200).send(outcome.counts)
       case 'bad-json':
-        throw new Errors.BadJson(outcome.reason)
       case 'bad-envelope':
-        throw new Errors.BadEnvelope(outcome.reason)
       case 'too-many-messages':
-        throw new Errors.TooManyMessages(outcome.count, outcome.limit)
+        throw refusal(outcome)
       case 'rejected':
         throw withDetails(new Errors.InvalidMessages(), { messages: outcome.errors })
       case 'quarantine-full':
@@ -71,6 +72,41 @@ const webhook: FastifyPluginAsync<WebhookOptions> = async (app, { tokens, ingest
       }
     }
   })
+
+  // The same token, body handling and error contract as the webhook; nothing is written.
+  app.post('/sequin/dry-run', async (request, reply) => {
+    const outcome = await dryRun(request.body as string)
+    switch (outcome.kind) {
+      case 'planned':
+        return reply.code(200).send(outcome.result)
+      case 'bad-json':
+      case 'bad-envelope':
+      case 'too-many-messages':
+        throw refusal(outcome)
+      case 'unavailable':
+        throw new Errors.Unavailable(outcome.reason)
+      default: {
+        const unreachable: never = outcome
+        throw new Error(`unhandled outcome ${JSON.stringify(unreachable)}`)
+      }
+    }
+  })
+}
+
+/** A body refused before anything was planned: the same error from both routes. */
+function refusal (outcome: Refusal): Error {
+  switch (outcome.kind) {
+    case 'bad-json':
+      return new Errors.BadJson(outcome.reason)
+    case 'bad-envelope':
+      return new Errors.BadEnvelope(outcome.reason)
+    case 'too-many-messages':
+      return new Errors.TooManyMessages(outcome.count, outcome.limit)
+    default: {
+      const unreachable: never = outcome
+      return new Error(`unhandled refusal ${JSON.stringify(unreachable)}`)
+    }
+  }
 }
 
 export default webhook

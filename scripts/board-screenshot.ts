@@ -1,7 +1,7 @@
 /**
  * Opens the dashboard of a running changeflow in a real browser and saves what an operator sees:
  *
- *   node --import tsx scripts/board-screenshot.ts [out.png]
+ *   node --conditions=changeflow-source --import tsx scripts/board-screenshot.ts [out.png]
  *
  * Starts the service (webhook, dashboard and workers, the project's jobs/) on a free port of
  * 127.0.0.1 under a private key prefix, sends it Sequin fixtures (a paid order, new users, an

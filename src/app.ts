@@ -5,7 +5,7 @@ import type { Logger } from 'pino'
 import board, { type BoardOptions } from '../routes/board.ts'
 import health from '../routes/health.ts'
 import metricsRoute from '../routes/metrics.ts'
-import webhook from '../routes/webhook.ts'
+import webhook, { type WebhookOptions } from '../routes/webhook.ts'
 import type { Config } from './config.ts'
 import { errorContractOptions, useErrorContract } from './http/error-contract.ts'
 import type { Ingest } from './ingest/ingest.ts'
@@ -16,6 +16,8 @@ export interface AppDeps {
   logger: Logger
   metrics: Metrics
   ingest: Ingest
+  /** `POST /webhooks/sequin/dry-run`: what ingest would do, writing nothing. */
+  dryRun: WebhookOptions['dryRun']
   tokens: readonly string[]
   /** Why the service cannot accept changes right now, or null when it can. */
   notReadyReason: () => string | null
@@ -75,6 +77,7 @@ export async function buildApp (config: Config, deps: AppDeps): Promise<FastifyI
     await webhooks.register(webhook, {
       tokens: deps.tokens,
       ingest: deps.ingest,
+      dryRun: deps.dryRun,
       isReady: () => deps.notReadyReason() === null,
     })
   }, { prefix: '/webhooks' })

@@ -1,11 +1,28 @@
+import { existsSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { z } from 'zod'
 
 /** Where Redis is looked for when REDIS_URL is not set. */
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379'
 
-/** Project root: config defaults (jobs/, .data/) are relative to it, not to the cwd. */
-export const projectRoot = fileURLToPath(new URL('..', import.meta.url))
+/**
+ * The folder holding src/, routes/ and jobs/ as they run: the project itself from the TypeScript
+ * sources (tsx), `dist/` once built. The default JOBS_DIR is relative to it, so a built service
+ * loads the compiled workflows beside its compiled core.
+ */
+export const codeRoot = fileURLToPath(new URL('..', import.meta.url))
+
+/** The nearest folder at or above `dir` holding a package.json. */
+function packageRoot (dir: string): string {
+  for (let at = dir; ; at = dirname(at)) {
+    if (existsSync(join(at, 'package.json'))) return at.endsWith('/') ? at : `${at}/`
+    if (dirname(at) === at) return dir
+  }
+}
+
+/** Project root (the package's folder, built or not): .data/ is relative to it, not to the cwd. */
+export const projectRoot = packageRoot(codeRoot)
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 const SIZES: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }
@@ -54,6 +71,9 @@ const envSchema = z.object({
   HOST: z.string().default('0.0.0.0'),
   PORT: int(0, 65535).default(3000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Unset: `hash` with NODE_ENV=production, `plain` elsewhere (see withDefaults). */
+  LOG_ROW_KEYS: z.enum(['hash', 'plain']).optional(),
+  LOG_ROW_KEY_SECRET: z.string().min(16, 'at least 16 characters (openssl rand -base64 32)').optional(),
   REDIS_URL: z.string().url().optional(),
   REDIS_CLUSTER_NODES: nodes.optional(),
   REDIS_SHARDS: int(1, 1024).default(1),
@@ -61,7 +81,7 @@ const envSchema = z.object({
   REDIS_WAIT_TIMEOUT: positive('ms').default(1_000),
   REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, _ and - only').default('changeflow'),
   SEQUIN_WEBHOOK_TOKENS: list.default([]),
-  JOBS_DIR: z.string().default(`${projectRoot}jobs`),
+  JOBS_DIR: z.string().default(`${codeRoot}jobs`),
   DATA_DIR: z.string().default(`${projectRoot}.data`),
   BODY_LIMIT: size.default(64 * 1024 ** 2),
   DEDUP_TTL: positive('s').default(7 * UNITS.d!),
@@ -104,7 +124,18 @@ const envSchema = z.object({
   OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: otlpProtocol.optional(),
 })
 
-export type Config = Readonly<z.infer<typeof envSchema>>
+/** Defaults that depend on another setting. */
+function withDefaults (config: z.infer<typeof envSchema>) {
+  return { ...config, LOG_ROW_KEYS: config.LOG_ROW_KEYS ?? (config.NODE_ENV === 'production' ? 'hash' : 'plain') }
+}
+
+export type Config = Readonly<ReturnType<typeof withDefaults>>
+
+/** Every setting's name, as the environment spells it. */
+export const CONFIG_KEYS = Object.keys(envSchema.shape) as Array<keyof Config>
+
+/** Settings that are secrets: shown as set, never with their value. */
+export const SECRET_KEYS: ReadonlySet<string> = new Set(['SEQUIN_WEBHOOK_TOKENS', 'METRICS_TOKEN', 'BOARD_PASSWORD'])
 
 /** Settings that each make sense alone but not together: refused, with the reason. */
 function contradictions (config: z.infer<typeof envSchema>, env: Record<string, string | undefined>): string[] {
@@ -146,5 +177,5 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
   }
   const problems = contradictions(parsed.data, defined)
   if (problems.length > 0) throw new ConfigError(`invalid configuration:\n${problems.join('\n')}`)
-  return Object.freeze(parsed.data)
+  return Object.freeze(withDefaults(parsed.data))
 }

@@ -24,7 +24,7 @@ export const Errors = {
   InvalidMessages: createError('CF_INVALID_MESSAGES', 'messages failed validation; nothing was enqueued', 422),
   QuarantineFull: createError('CF_QUARANTINE_FULL',
     'the quarantine holds %s messages (QUARANTINE_LIMIT %s) and cannot take this batch\'s invalid messages; nothing was enqueued. ' +
-    'Redrive quarantined messages (npm run cli -- redrive) or remove them in the dashboard, and Sequin\'s next retry goes through',
+    'Redrive quarantined messages (npx changeflow redrive) or remove them in the dashboard, and Sequin\'s next retry goes through',
     422),
   HeadersTooLarge: createError('CF_HEADERS_TOO_LARGE', 'the request headers are too large', 431),
   Internal: createError('CF_INTERNAL', 'internal error: see the log for request %s', 500),

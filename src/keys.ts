@@ -108,6 +108,16 @@ export class Keyspace {
     return `${this.own}:discarded-queues`
   }
 
+  /** Operator actions (retry, discard, redrive, ...) counted by name: the web's /metrics reads them. */
+  operatorActions (): string {
+    return `${this.own}:ops`
+  }
+
+  /** The operators' log: a bounded stream, one entry per action, with what it acted on and who did it. */
+  operatorLog (): string {
+    return `${this.own}:ops-log`
+  }
+
   /** Queues scored by the last time a worker process said it consumes them. */
   consumers (): string {
     return `${this.own}:consumers`

@@ -10,7 +10,7 @@ const HEADERS = ['authorization', 'Authorization', 'cookie', 'Cookie', 'x-api-ke
  */
 export const REDACT = [
   ...HEADERS.flatMap((header) => [`headers.${header}`, `*.headers.${header}`]),
-  ...['authorization', 'token', 'tokens', 'password', 'secret', 'SEQUIN_WEBHOOK_TOKENS', 'BOARD_PASSWORD', 'METRICS_TOKEN']
+  ...['authorization', 'token', 'tokens', 'password', 'secret', 'SEQUIN_WEBHOOK_TOKENS', 'BOARD_PASSWORD', 'METRICS_TOKEN', 'LOG_ROW_KEY_SECRET']
     .flatMap((key) => [key, `*.${key}`]),
 ]
 

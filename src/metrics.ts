@@ -92,17 +92,24 @@ export class Metrics {
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'changeflow_' })
   }
 
+  /**
+   * A counter whose totals live in Redis (kept by other processes, such as an operator's CLI),
+   * read when Prometheus scrapes: `set` gives each label set its current total.
+   */
+  counterFromRedis (name: string, help: string, labelNames: readonly string[], collect: (set: (labels: Record<string, string>, total: number) => void) => Promise<void>): Counter {
+    return new Counter({ name, help, labelNames, registers: [this.registry], collect: collectAfresh<Counter>((counter) => collect((labels, total) => counter.inc(labels, total))) })
+  }
+
   /** Gauges read from Redis when Prometheus scrapes (queue depths, rows waiting or blocked). */
   gauge (name: string, help: string, labelNames: readonly string[], collect: (gauge: Gauge) => Promise<void>): Gauge {
-    return new Gauge({
-      name,
-      help,
-      labelNames,
-      registers: [this.registry],
-      async collect () {
-        this.reset()
-        await collect(this)
-      },
-    })
+    return new Gauge({ name, help, labelNames, registers: [this.registry], collect: collectAfresh<Gauge>(collect) })
+  }
+}
+
+/** A metric's scrape-time collect: every value read anew, so that a label set gone from Redis goes from the scrape. */
+function collectAfresh<T extends { reset (): void }> (collect: (metric: T) => Promise<void>): (this: T) => Promise<void> {
+  return async function (this: T) {
+    this.reset()
+    await collect(this)
   }
 }

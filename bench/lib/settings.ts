@@ -16,6 +16,8 @@ export interface Settings {
   parts: Set<Part>
   /** Longest a single measurement may take before the benchmark gives up. */
   timeoutMs: number
+  /** Where the figures go as JSON (BENCH_JSON). */
+  jsonPath: string
   /** changeflow's log level; anything but silent is written to /dev/null, to measure its cost. */
   logLevel: 'silent' | 'info' | 'debug'
 }
@@ -69,5 +71,6 @@ export function readSettings (env: NodeJS.ProcessEnv): Settings {
     parts: parts as Set<Part>,
     timeoutMs: int('BENCH_TIMEOUT', 120, 1, 3600) * 1000,
     logLevel,
+    jsonPath: env.BENCH_JSON || 'bench-results.json',
   }
 }

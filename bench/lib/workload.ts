@@ -74,16 +74,7 @@ export function distinctRowBatches (table: string, count: number, size: number):
   return toBatches(messages, size)
 }
 
-/** A small seeded generator (mulberry32, as in the Sequin simulator): the same workload every run. */
-export function seeded (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = Math.imul(a ^ (a >>> 15), 1 | a)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+export { seeded } from '../../src/simulate/random.ts'
 
 /**
  * Part 2: `count` changes in commit order, mostly on rows of their own; a `shared` share of them

@@ -34,7 +34,7 @@ export interface CommitLimits {
  * finds what did land as duplicates. Parts run in commit order; the quarantine's go first, so a
  * full quarantine refuses the batch before any of it is written.
  */
-export async function commitPlan (redis: ScriptedRedis, keys: Keyspace, plan: BatchPlan, limits: CommitLimits, now: number): Promise<Committed> {
+export async function commitPlan (redis: ScriptedRedis, keys: Keyspace, plan: BatchPlan, limits: CommitLimits, now: number, signal?: AbortSignal): Promise<Committed> {
   if (plan.changes.length === 0 && plan.quarantine.length === 0 && plan.positions.length === 0) {
     return { ok: true, accepted: [], jobs: 0, late: 0, skipped: 0, dropped: 0 }
   }
@@ -54,9 +54,9 @@ export async function commitPlan (redis: ScriptedRedis, keys: Keyspace, plan: Ba
   // The first part holds the quarantine's check: the rest is sent once it passed, so that a full
   // quarantine refuses the batch before any of it is written. Without quarantined messages every
   // part goes out at once (Redis still runs them in order).
-  const first = plan.quarantine.length > 0 ? await commitPart(redis, keys, parts[0]!, limits, now) : null
+  const first = plan.quarantine.length > 0 ? await commitPart(redis, keys, parts[0]!, limits, now, signal) : null
   if (first && !first.ok) return first
-  const rest = await Promise.all(parts.slice(first ? 1 : 0).map((part) => commitPart(redis, keys, part, limits, now)))
+  const rest = await Promise.all(parts.slice(first ? 1 : 0).map((part) => commitPart(redis, keys, part, limits, now, signal)))
   const results = first ? [first, ...rest] : rest
   const merged: Committed = { ok: true, accepted: [], jobs: 0, late: 0, skipped: 0, dropped: 0 }
   for (const result of results) {
@@ -72,8 +72,8 @@ export async function commitPlan (redis: ScriptedRedis, keys: Keyspace, plan: Ba
 
 type Part = Pick<BatchPlan, 'changes' | 'quarantine' | 'positions'>
 
-async function commitPart (redis: ScriptedRedis, keys: Keyspace, part: Part, limits: CommitLimits, now: number): Promise<Committed> {
-  const result = await groupCommitFor(redis, keys).submit({ ...part, now, ttl: limits.dedupTtlMs, quarantineLimit: limits.quarantineLimit, journal: limits.journal })
+async function commitPart (redis: ScriptedRedis, keys: Keyspace, part: Part, limits: CommitLimits, now: number, signal?: AbortSignal): Promise<Committed> {
+  const result = await groupCommitFor(redis, keys).submit({ ...part, now, ttl: limits.dedupTtlMs, quarantineLimit: limits.quarantineLimit, journal: limits.journal }, signal)
   if (result[0] === -1) return { ok: false, quarantineFull: { held: result[1] ?? 0 } }
   const [dropped = 0, skipped = 0, late = 0, jobs = 0] = result.splice(-4).reverse()
   return { ok: true, accepted: result.map((flag) => flag === 1), jobs, late, skipped, dropped }

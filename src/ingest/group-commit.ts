@@ -43,10 +43,22 @@ export class GroupCommit {
 
   constructor (private readonly redis: ScriptedRedis, private readonly keys: Keyspace) {}
 
-  /** The segment's own result, as the ingest script returns it for a call of one segment. */
-  submit (segment: Segment): Promise<number[]> {
+  /**
+   * The segment's own result, as the ingest script returns it for a call of one segment. Aborted
+   * while it waits (its request answered 503 at the enqueue deadline), it is not written at all:
+   * a frozen Redis does not pile up writes that no one waits for.
+   */
+  submit (segment: Segment, signal?: AbortSignal): Promise<number[]> {
     return new Promise((resolve, reject) => {
-      this.waiting.push({ segment, resolve, reject })
+      if (signal?.aborted) return reject(signal.reason)
+      const item: Waiting = { segment, resolve, reject }
+      this.waiting.push(item)
+      signal?.addEventListener('abort', () => {
+        const at = this.waiting.indexOf(item)
+        if (at === -1) return // already sent: its call answers
+        this.waiting.splice(at, 1)
+        reject(signal.reason)
+      }, { once: true })
       // Deferred to the check phase: requests whose bodies arrived in the same turn go together.
       if (this.calls === 0 && !this.scheduled) {
         this.scheduled = true
@@ -93,39 +105,7 @@ export class GroupCommit {
 
   private async call (segments: Segment[]): Promise<number[][]> {
     const { redis, keys } = this
-    const argv: string[] = ['']
-    const queues = new Set<string>()
-    const opts = new Map<string, number>()
-    const scriptJob = (job: JobSpec) => {
-      queues.add(job.queue)
-      let index = opts.get(job.opts)
-      if (index === undefined) {
-        index = opts.size + 1
-        opts.set(job.opts, index)
-      }
-      argv.push(job.data)
-      const { queue, id, name, run, row, pkRow, ordered, skipLate } = job
-      return { queue, id, name, data: argv.length, opts: index, run, row, pkRow, ordered, skipLate }
-    }
-    const written = segments.map((segment) => ({
-      now: String(segment.now),
-      // Text: Redis would format a Lua number for every PEXPIRE and SET PX.
-      ttl: String(segment.ttl),
-      quarantineLimit: segment.quarantineLimit,
-      journal: segment.journal && journalArgs(segment.journal, segment.now),
-      changes: segment.changes.map((change) => ({
-        id: change.changeId,
-        version: change.version,
-        late: change.late === undefined ? undefined : Number(change.late),
-        jobs: change.jobs.map(scriptJob),
-        journal: segment.journal && change.journal,
-        again: change.again ? 1 : undefined,
-      })),
-      quarantine: segment.quarantine.map(scriptJob),
-      positions: segment.positions,
-    }))
-    argv[0] = JSON.stringify({ bull: keys.bullPrefix, own: keys.own, queues: [...queues], opts: [...opts.keys()], segments: written })
-
+    const { argv, queues } = scriptArguments(keys, segments)
     const declared = declaredKeys(redis, keys.rows(), function * () {
       yield keys.tripwire()
       yield keys.discardedQueues()
@@ -152,6 +132,43 @@ export class GroupCommit {
     if (results.length !== segments.length) throw new Error(`the ingest script answered for ${results.length} of ${segments.length} segments`)
     return results
   }
+}
+
+/** The ingest script's ARGV for these segments (the call JSON, then each job's data), and the queues it adds to. */
+export function scriptArguments (keys: Keyspace, segments: readonly Segment[]): { argv: string[], queues: Set<string> } {
+  const argv: string[] = ['']
+  const queues = new Set<string>()
+  const opts = new Map<string, number>()
+  const scriptJob = (job: JobSpec) => {
+    queues.add(job.queue)
+    let index = opts.get(job.opts)
+    if (index === undefined) {
+      index = opts.size + 1
+      opts.set(job.opts, index)
+    }
+    argv.push(job.data)
+    const { queue, id, name, run, row, pkRow, ordered, skipLate } = job
+    return { queue, id, name, data: argv.length, opts: index, run, row, pkRow, ordered, skipLate }
+  }
+  const written = segments.map((segment) => ({
+    now: String(segment.now),
+    // Text: Redis would format a Lua number for every PEXPIRE and SET PX.
+    ttl: String(segment.ttl),
+    quarantineLimit: segment.quarantineLimit,
+    journal: segment.journal && journalArgs(segment.journal, segment.now),
+    changes: segment.changes.map((change) => ({
+      id: change.changeId,
+      version: change.version,
+      late: change.late === undefined ? undefined : Number(change.late),
+      jobs: change.jobs.map(scriptJob),
+      journal: segment.journal && change.journal,
+      again: change.again ? 1 : undefined,
+    })),
+    quarantine: segment.quarantine.map(scriptJob),
+    positions: segment.positions,
+  }))
+  argv[0] = JSON.stringify({ bull: keys.bullPrefix, own: keys.own, queues: [...queues], opts: [...opts.keys()], segments: written })
+  return { argv, queues }
 }
 
 const committers = new WeakMap<ScriptedRedis, Map<string, GroupCommit>>()

@@ -59,7 +59,7 @@ const CONNECTION_TROUBLE = /Connection is closed|enableOfflineQueue|Stream isn't
  * Redis cannot be reached, not in time, or cannot take writes: Sequin should retry soon.
  * Anything else is a bug.
  */
-function unavailability (error: unknown, redis: ScriptedRedis): string | null {
+export function unavailability (error: unknown, redis: Pick<ScriptedRedis, 'status'>): string | null {
   if (error instanceof Deadline) return 'redis too slow'
   if (error instanceof ReplicationError) return `not replicated in time: ${error.message}`
   const message = (error as Error)?.message ?? ''
@@ -72,12 +72,18 @@ function unavailability (error: unknown, redis: ScriptedRedis): string | null {
   return null
 }
 
-function withDeadline<T> (work: Promise<T>, ms: number): Promise<T> {
+/** `work` given a signal that aborts at the deadline, when the returned promise rejects too. */
+function withDeadline<T> (work: (signal: AbortSignal) => Promise<T>, ms: number): Promise<T> {
+  const controller = new AbortController()
   let timer: NodeJS.Timeout | undefined
   const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Deadline(`enqueue took longer than ${ms} ms`)), ms)
+    timer = setTimeout(() => {
+      const error = new Deadline(`enqueue took longer than ${ms} ms`)
+      controller.abort(error)
+      reject(error)
+    }, ms)
   })
-  return Promise.race([work, deadline]).finally(() => clearTimeout(timer))
+  return Promise.race([work(controller.signal), deadline]).finally(() => clearTimeout(timer))
 }
 
 type Written = Extract<Committed, { ok: true }>
@@ -96,6 +102,31 @@ function count (metrics: Metrics, plan: BatchPlan, committed: Written): void {
   if (committed.skipped > 0) metrics.lateRuns.inc({ outcome: 'skipped' }, committed.skipped)
 }
 
+/** A body's refusals before any Redis work: the webhook and its dry run answer them alike. */
+export type Refusal = Extract<IngestOutcome, { kind: 'bad-json' | 'bad-envelope' | 'too-many-messages' }>
+
+/** Parses a body exactly and plans it (pure): what the webhook would write, or why it refuses it. */
+export function prepareBatch (text: string, workflows: readonly Workflow[], jobOptions: JobOptions, config: Pick<Config, 'MAX_BATCH_MESSAGES'>, journal = false):
+  { ok: true, plan: BatchPlan, now: Date } | { ok: false, outcome: Refusal } {
+  let parsed: ParsedJson
+  try {
+    parsed = parseExactJson(text)
+  } catch (error) {
+    return { ok: false, outcome: { kind: 'bad-json', reason: `body is not JSON: ${(error as Error).message}` } }
+  }
+  const envelope = readEnvelope(parsed.value, config.MAX_BATCH_MESSAGES)
+  if (!envelope.ok) {
+    return { ok: false, outcome: 'tooMany' in envelope ? { kind: 'too-many-messages', ...envelope.tooMany } : { kind: 'bad-envelope', reason: envelope.reason } }
+  }
+  const now = new Date()
+  // No message is deeper than the body: most bodies spare planning the per-message depth check.
+  return { ok: true, plan: planBatch(envelope.messages, workflows, jobOptions, now, { checkDepth: parsed.depth > MAX_JSON_DEPTH, journal }), now }
+}
+
+export function rejectionsOf (plan: BatchPlan): Rejection[] {
+  return plan.quarantine.map(({ index, issues }) => ({ index, issues }))
+}
+
 export function createIngest ({ redis, layout, workflows, jobOptions, config, metrics, tracing }: IngestDeps): Ingest {
   const replication = { replicas: config.REDIS_WAIT_REPLICAS, timeoutMs: config.REDIS_WAIT_TIMEOUT }
   const warnedTables = new Set<string>()
@@ -103,34 +134,21 @@ export function createIngest ({ redis, layout, workflows, jobOptions, config, me
   const limits = { dedupTtlMs: config.DEDUP_TTL, quarantineLimit: config.QUARANTINE_LIMIT, journal }
 
   return async function ingest (text, log) {
-    let parsed: ParsedJson
-    try {
-      parsed = parseExactJson(text)
-    } catch (error) {
-      return { kind: 'bad-json', reason: `body is not JSON: ${(error as Error).message}` }
-    }
-    const envelope = readEnvelope(parsed.value, config.MAX_BATCH_MESSAGES)
-    if (!envelope.ok) {
-      return 'tooMany' in envelope
-        ? { kind: 'too-many-messages', ...envelope.tooMany }
-        : { kind: 'bad-envelope', reason: envelope.reason }
-    }
-
-    const now = new Date()
-    // No message is deeper than the body: most bodies spare planning the per-message depth check.
-    const plan = planBatch(envelope.messages, workflows, jobOptions, now, { checkDepth: parsed.depth > MAX_JSON_DEPTH, journal: journal !== undefined })
+    const prepared = prepareBatch(text, workflows, jobOptions, config, journal !== undefined)
+    if (!prepared.ok) return prepared.outcome
+    const { plan, now } = prepared
     for (const table of plan.unknownChanges.keys()) {
       if (warnedTables.has(table)) continue
       warnedTables.add(table)
       log.warn({ table }, `updates to ${table} arrive with empty "changes", so change.changed() cannot tell which columns changed: run ALTER TABLE ${table} REPLICA IDENTITY FULL`)
     }
-    const rejections = () => plan.quarantine.map(({ index, issues }) => ({ index, issues }))
+    const rejections = () => rejectionsOf(plan)
     if (plan.quarantine.length > 0 && config.INVALID_MESSAGES === 'reject') return { kind: 'rejected', errors: rejections() }
     tracing?.changes(plan)
 
     let committed: Committed
     try {
-      committed = await withDeadline(commitBatch(redis, layout, plan, limits, now.getTime(), replication), config.ENQUEUE_TIMEOUT)
+      committed = await withDeadline((signal) => commitBatch(redis, layout, plan, limits, now.getTime(), replication, signal), config.ENQUEUE_TIMEOUT)
     } catch (error) {
       // Whether or not the script ran, Sequin's redelivery completes the batch without doubles.
       const reason = unavailability(error, redis)

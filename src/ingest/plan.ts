@@ -29,6 +29,8 @@ export interface JobSpec {
 
 export interface PlannedChange {
   changeId: string
+  /** Its message's position in the batch. */
+  index: number
   /** `schema.table` and action: metric labels. */
   table: string
   action: string
@@ -59,7 +61,7 @@ export interface BatchPlan {
   changes: PlannedChange[]
   unmatched: number
   /** `schema.table` and action of each unmatched change: metric labels. */
-  unmatchedChanges: Array<{ table: string, action: string }>
+  unmatchedChanges: Array<{ table: string, action: string, index: number }>
   /** Messages kept for an operator: they failed the schema, a workflow's `when` threw, or they cannot be stored. */
   quarantine: Array<JobSpec & Rejection & { name: QuarantineReason }>
   /** Tables whose updates arrived with `changes: {}` (no REPLICA IDENTITY FULL), and how many. */
@@ -122,7 +124,7 @@ function planMessage (plan: BatchPlan, workflows: readonly Workflow[], options: 
   if (!rows.ok) return quarantine(plan, options, now, index, 'routing-error', [{ path: `workflow ${rows.workflow}`, message: rows.error }], raw)
   if (rows.rows.length === 0) {
     plan.unmatched++
-    plan.unmatchedChanges.push({ table, action: change.action })
+    plan.unmatchedChanges.push({ table, action: change.action, index })
     const version = positionOf(message.metadata)
     if (version && rows.pkRow && workflows.some((workflow) => tableMatches(workflow, change))) plan.positions.push({ row: rows.pkRow, version })
     return
@@ -132,7 +134,7 @@ function planMessage (plan: BatchPlan, workflows: readonly Workflow[], options: 
   const changeJson = JSON.stringify(message)
   const jobs = rows.rows.map(({ workflow, row }): JobSpec => jobOf(message, changeJson, workflow, id, row, rows.pkRow, options))
   const journal = planOptions.journal ? { row: journalRowId(change.table, change.metadata.record_pks ?? []), bytes: Buffer.byteLength(changeJson) } : undefined
-  plan.changes.push({ changeId: id, table, action: change.action, version: positionOf(message.metadata), jobs, journal })
+  plan.changes.push({ changeId: id, index, table, action: change.action, version: positionOf(message.metadata), jobs, journal })
 }
 
 function jobOf (message: SequinMessage, changeJson: string, workflow: Workflow, change: string, row: string | undefined, pkRow: string | undefined, options: JobOptions): JobSpec {

@@ -100,9 +100,9 @@ async function decideLateness (redis: ScriptedRedis, layout: Layout, plan: Batch
  * was written, and confirmed by REDIS_WAIT_REPLICAS replicas: otherwise it rejects, the caller
  * answers non-2xx, and Sequin's redelivery finds the parts that did land as duplicates.
  */
-export async function commitBatch (redis: ScriptedRedis, layout: Layout, batch: BatchPlan, limits: CommitLimits, now: number, replication: Replication): Promise<Committed> {
+export async function commitBatch (redis: ScriptedRedis, layout: Layout, batch: BatchPlan, limits: CommitLimits, now: number, replication: Replication, signal?: AbortSignal): Promise<Committed> {
   const writePart = async (keys: Keyspace, part: BatchPlan): Promise<Committed> => {
-    const committed = await commitPlan(redis, keys, part, limits, now)
+    const committed = await commitPlan(redis, keys, part, limits, now, signal)
     const wrote = part.changes.length + part.quarantine.length + part.positions.length > 0
     if (committed.ok && wrote) await confirm(redis, keys, replication)
     return committed

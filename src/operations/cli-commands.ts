@@ -4,8 +4,9 @@ import { QUARANTINE_QUEUE, type Keyspace, type Layout } from '../keys.ts'
 import type { RedisClient } from '../redis/connection.ts'
 import { withScripts } from '../redis/scripts.ts'
 import { byQueue, discardQueueWork, liveConsumers, consumerOf, queueWork, shardQueue } from '../runs/orphans.ts'
-import { blockedRows, discardRun, retryStep, type ReconcileOutcome } from '../runs/rows.ts'
-import { quarantinedIds, quarantinedMessages, quarantineQueue, redriveMessage } from './quarantine.ts'
+import { blockedRows, discardRun, retryStep, type BlockedRow, type ReconcileOutcome } from '../runs/rows.ts'
+import { recordAction } from './audit.ts'
+import { dropMessage, quarantinedIds, quarantinedMessages, quarantineQueue, redriveMessage } from './quarantine.ts'
 import { formatTable, oneLine } from './table.ts'
 
 export interface CommandContext {
@@ -37,7 +38,7 @@ async function withQueues<T> (queues: Queue[], use: (queues: Queue[]) => Promise
  * A workflow named on the command line is checked against what Redis holds, not against
  * JOBS_DIR: a workflow renamed or removed in a deploy still has work to retry or discard.
  */
-async function knownWorkflow (ctx: CommandContext, workflow: string): Promise<void> {
+export async function knownWorkflow (ctx: CommandContext, workflow: string): Promise<void> {
   if (workflow === QUARANTINE_QUEUE) throw new OperationError('quarantined messages are redriven with `redrive`, or dropped with the dashboard')
   if (await ctx.redis.sismember(ctx.layout.home.queues(), workflow)) return
   const known = (await ctx.redis.smembers(ctx.layout.home.queues())).filter((name) => name !== QUARANTINE_QUEUE).sort()
@@ -55,8 +56,23 @@ async function jobQueue<T> (ctx: CommandContext, workflow: string, jobId: string
   throw new OperationError(`no job ${jobId} in ${workflow}`)
 }
 
-export async function blocked (ctx: CommandContext, json: boolean): Promise<void> {
+/** Which runs a command acts on: one job, every failed run of a workflow, or a row (its table and primary key). */
+export interface RunFilter {
+  workflow?: string
+  table?: string
+  key?: string[]
+}
+
+/** Blocked rows matching the filter: a table matches with or without its schema. */
+export async function findBlocked (ctx: CommandContext, filter: RunFilter): Promise<BlockedRow[]> {
   const rows = (await Promise.all(ctx.layout.shards.map((keys) => blockedRows(ctx.redis, keys)))).flat()
+  return rows.filter((row) => (filter.workflow === undefined || row.workflow === filter.workflow) &&
+    (filter.table === undefined || row.table === filter.table || row.table.endsWith(`.${filter.table}`)) &&
+    (filter.key === undefined || row.key.join(',') === filter.key.join(',')))
+}
+
+export async function blocked (ctx: CommandContext, json: boolean, filter: RunFilter = {}): Promise<void> {
+  const rows = await findBlocked(ctx, filter)
   if (json) {
     for (const row of rows) ctx.out(JSON.stringify(row))
     return
@@ -82,6 +98,7 @@ export async function retry (ctx: CommandContext, workflow: string, jobId: strin
     if (typeof row === 'string') await ctx.redis.zrem(keys.blocked('failed'), row)
     return ctx.layout.shards.indexOf(keys)
   })
+  await recordAction(ctx.redis, ctx.layout.home, 'retry', { workflow, jobId })
   const consumed = (await liveConsumers(ctx.redis, ctx.layout)).has(consumerOf(shard, workflow))
   ctx.out(`retried ${workflow} job ${jobId}: its run continues from this step, then its row's next run` +
     (consumed ? '' : ` (no worker runs ${workflow} now: it waits until one does)`))
@@ -103,6 +120,7 @@ export async function discard (ctx: CommandContext, workflow: string, jobId: str
     const orphaned = !live.has(consumerOf(ctx.layout.shards.indexOf(keys), workflow))
     return discardRun(withScripts(ctx.redis), keys, queue, jobId, ctx.config.DEDUP_TTL, orphaned)
   })
+  await recordAction(ctx.redis, ctx.layout.home, 'discard', { workflow, jobId, outcome: outcome ?? 'unordered' })
   ctx.out(`discarded ${workflow} job ${jobId} (${outcome ?? 'unordered'}): ${OUTCOMES[outcome ?? 'unordered']}`)
 }
 
@@ -135,6 +153,7 @@ export async function discardWorkflow (ctx: CommandContext, workflow: string, fo
     throw new OperationError(`a worker still runs ${workflow}: its work is not orphaned. Stop those workers first, or pass --force`)
   }
   const result = await discardQueueWork(withScripts(ctx.redis), ctx.layout, workflow, ctx.config.DEDUP_TTL)
+  await recordAction(ctx.redis, ctx.layout.home, 'discard-workflow', { workflow, discarded: String(result.discarded) })
   for (const error of result.errors) ctx.err(`error: ${error}`)
   ctx.out(`discarded ${result.discarded} runs of ${workflow} from its queue; runs of it parked in rows are given up as their turn comes; their rows moved on`)
   return result.errors.length > 0 ? 1 : 0
@@ -158,6 +177,7 @@ export async function layout (ctx: CommandContext, reset: boolean): Promise<void
   }
   // The old layout's per-keyspace marks go with it: a new layout starts from nothing.
   const marks = ctx.layout.shards.flatMap((keys) => [keys.tripwire(), keys.queues(), keys.consumers(), keys.discardedQueues()])
+  await recordAction(ctx.redis, ctx.layout.home, 'layout-reset', { layout: recorded ?? '' })
   await ctx.redis.del(ctx.layout.recordKey())
   for (const key of marks) await ctx.redis.del(key) // one by one: on a cluster they live in different slots
   ctx.out('layout forgotten: start every process with the new REDIS_SHARDS')
@@ -182,14 +202,29 @@ export async function quarantine (ctx: CommandContext, json: boolean): Promise<v
 const REDRIVEN = 'a worker re-ingests it (validation, routing, dedup); if still invalid it returns to quarantine'
 
 /** One message, or (no id) every quarantined one; exit code 1 if any could not be redriven. */
-export async function redrive (ctx: CommandContext, jobId: string | undefined): Promise<number> {
+export function redrive (ctx: CommandContext, jobId: string | undefined): Promise<number> {
+  return eachQuarantined(ctx, jobId, 'redriven', REDRIVEN, async (queue, id) => {
+    await redriveMessage(queue, id)
+    await recordAction(ctx.redis, ctx.layout.home, 'redrive', { jobId: id })
+  })
+}
+
+/** Removes one quarantined message, or (no id) every one: given up for good. */
+export function dropQuarantined (ctx: CommandContext, jobId: string | undefined): Promise<number> {
+  return eachQuarantined(ctx, jobId, 'dropped', 'removed from the quarantine for good', async (queue, id) => {
+    await dropMessage(queue, id)
+    await recordAction(ctx.redis, ctx.layout.home, 'quarantine-drop', { jobId: id })
+  })
+}
+
+async function eachQuarantined (ctx: CommandContext, jobId: string | undefined, done: string, meaning: string, act: (queue: Queue, id: string) => Promise<void>): Promise<number> {
   return withQueues([quarantineQueue(ctx.redis, ctx.layout.home)], async ([queue]) => {
     if (jobId !== undefined) {
-      await redriveMessage(queue!, jobId)
-      ctx.out(`redriven ${jobId}: ${REDRIVEN}`)
+      await act(queue!, jobId)
+      ctx.out(`${done} ${jobId}: ${meaning}`)
       return 0
     }
-    // A snapshot: a message that fails again while we work is not redriven a second time.
+    // A snapshot: a message that fails again while we work is not acted on a second time.
     const ids = await quarantinedIds(queue!)
     if (ids.length === 0) {
       ctx.out('no quarantined messages')
@@ -198,15 +233,15 @@ export async function redrive (ctx: CommandContext, jobId: string | undefined): 
     let failed = 0
     for (const id of ids) {
       try {
-        await redriveMessage(queue!, id)
-        ctx.out(`redriven ${id}`)
+        await act(queue!, id)
+        ctx.out(`${done} ${id}`)
       } catch (error) {
         // Someone else redrove or removed it meanwhile: report it, carry on with the rest.
         failed++
         ctx.err(`error: ${(error as Error).message}`)
       }
     }
-    ctx.out(`${ids.length - failed} of ${ids.length} quarantined messages redriven: ${REDRIVEN}`)
+    ctx.out(`${ids.length - failed} of ${ids.length} quarantined messages ${done}: ${meaning}`)
     return failed > 0 ? 1 : 0
   })
 }

@@ -2,6 +2,7 @@ import type { Queue } from 'bullmq'
 import type { RedisClient } from '../redis/connection.ts'
 import { BLOCK_REASONS, type Layout } from '../keys.ts'
 import type { Metrics } from '../metrics.ts'
+import { registerOperatorActions } from './audit.ts'
 
 const STATES = ['waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized'] as const
 
@@ -12,6 +13,7 @@ const STATES = ['waiting', 'active', 'delayed', 'failed', 'completed', 'prioriti
  * removed) join when they are found holding work.
  */
 export function registerGauges (metrics: Metrics, queues: () => readonly Queue[], redis: RedisClient, layout: Layout): void {
+  registerOperatorActions(metrics, redis, layout.home)
   const total = async (count: (keys: Layout['home']) => Promise<number>) =>
     (await Promise.all(layout.shards.map(count))).reduce((sum, n) => sum + n, 0)
   metrics.gauge('changeflow_queue_jobs', 'Jobs per queue (all shards together) and state.', ['queue', 'state'], async (gauge) => {

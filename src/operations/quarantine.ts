@@ -41,10 +41,20 @@ export function quarantinedIds (queue: Queue): Promise<string[]> {
  * stays quarantined with its new error.
  */
 export async function redriveMessage (queue: Queue, jobId: string): Promise<void> {
+  // job.retry itself refuses a job that is not failed; the check says why.
+  await (await quarantinedJob(queue, jobId, 'redriven')).retry('failed')
+}
+
+/** A message still quarantined (a failed job of the queue): anything else cannot be acted on. */
+async function quarantinedJob (queue: Queue, jobId: string, verb: string): Promise<Job> {
   const job = await queue.getJob(jobId)
   if (!job) throw new Error(`no quarantined message ${jobId}`)
   const state = await job.getState()
-  // Checked first for a clear message; job.retry itself refuses a job that is not failed.
-  if (state !== 'failed') throw new Error(`message ${jobId} is ${state}: only a failed (quarantined) message can be redriven`)
-  await job.retry('failed')
+  if (state !== 'failed') throw new Error(`message ${jobId} is ${state}: only a failed (quarantined) message can be ${verb}`)
+  return job
+}
+
+/** Removes a quarantined message for good (the operator decided it should never run). */
+export async function dropMessage (queue: Queue, jobId: string): Promise<void> {
+  await (await quarantinedJob(queue, jobId, 'dropped')).remove()
 }

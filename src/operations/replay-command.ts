@@ -168,8 +168,8 @@ export function replayOptions (values: ReplayValues, flags: Pick<ReplayOptions, 
   const one = (name: keyof ReplayValues) => values[name]?.at(-1)
   const list = (name: keyof ReplayValues) => values[name]?.flatMap((item) => item.split(',')).map((item) => item.trim()).filter(Boolean)
   const options: ReplayOptions = { ...flags, workflows: list('workflow'), table: one('table'), actions: list('action'), key: values.key, waitMs: 10 * 60_000 }
-  for (const end of ['from', 'to'] as const) {
-    const text = one(end)
+  const window = { from: values.from?.at(-1), to: values.to?.at(-1) }
+  for (const [end, text] of Object.entries(window) as Array<[keyof typeof window, string | undefined]>) {
     if (text === undefined) continue
     const at = timeOf(text, now)
     if (at === undefined) return `--${end} takes an ISO time (2026-12-01T10:00:00Z) or a duration ago (30m, 2h, 1d); got "${text}"`

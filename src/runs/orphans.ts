@@ -117,7 +117,7 @@ export async function reportForeignWork (redis: RedisClient, layout: Layout, def
       (work.consumed
         ? ': another process still runs it (an older release during a rolling deploy?)'
         : ': no worker runs it, so its rows are blocked. Drain it with a worker that still defines it, ' +
-          `or give its runs up: npm run cli -- discard-workflow ${work.queue}`))
+          `or give its runs up: npx changeflow discard-workflow ${work.queue}`))
   }
 }
 

@@ -4,6 +4,7 @@ import type { RedisClient } from '../redis/connection.ts'
 import type { Logger } from 'pino'
 import { buildApp } from '../app.ts'
 import type { Config } from '../config.ts'
+import { dryRun } from '../ingest/dry-run.ts'
 import { createIngest } from '../ingest/ingest.ts'
 import { createJobOptions } from '../ingest/job-options.ts'
 import { Layout, QUARANTINE_QUEUE, type Keyspace } from '../keys.ts'
@@ -19,6 +20,7 @@ import { watchForeignQueues, watchQuarantine } from './watchers.ts'
 import { startHeartbeat } from '../worker/heartbeat.ts'
 import { startReconciler } from '../worker/reconciler.ts'
 import { startWorkers, type Workers } from '../worker/workers.ts'
+import { rowKeyFields } from '../row-keys.ts'
 
 export interface Web {
   app: FastifyInstance
@@ -65,7 +67,8 @@ export async function createWeb ({ config, logger, redisUrl, workflows, tokens, 
   const addForeign: Array<(queue: Queue) => void> = [(queue) => queues.push(queue)]
   const foreign = watchForeignQueues(opsRedis, layout, names, config.REDIS_CHECK_INTERVAL, logger,
     (queue) => { for (const add of addForeign) add(queue) })
-  const ingest = createIngest({ redis, layout, workflows, jobOptions: createJobOptions(workflows, config), config, metrics, tracing })
+  const jobOptions = createJobOptions(workflows, config)
+  const ingest = createIngest({ redis, layout, workflows, jobOptions, config, metrics, tracing })
   const release = async () => {
     quarantine.stop()
     foreign.stop()
@@ -90,6 +93,8 @@ export async function createWeb ({ config, logger, redisUrl, workflows, tokens, 
       logger,
       metrics,
       ingest,
+      // An operator's question: on the dashboard's connection, never ahead of a batch being enqueued.
+      dryRun: (text) => dryRun(text, { redis: opsRedis, layout, workflows, jobOptions, config }),
       tokens,
       tracing,
       board: board && {
@@ -157,6 +162,7 @@ export function createWorker ({ config, logger, redisUrl, workflows, metrics = n
     runTtlMs: config.DEDUP_TTL,
     dedupTtlMs: config.DEDUP_TTL,
     log: logger,
+    rowKey: rowKeyFields(config),
     metrics,
     tracing,
   })

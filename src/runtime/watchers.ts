@@ -56,6 +56,6 @@ export function watchQuarantine (quarantine: Queue, limit: number, intervalMs: n
   })
   const warning = (count: number, max: number) =>
     `quarantine full: ${count} of ${max} messages (QUARANTINE_LIMIT): batches holding an invalid message are refused ` +
-    '(422, Sequin retries them) until quarantined messages are redriven (npm run cli -- redrive) or removed'
+    '(422, Sequin retries them) until quarantined messages are redriven (npx changeflow redrive) or removed'
   return { ...watcher, warnings: () => (held >= limit ? [warning(held, limit)] : []) }
 }

@@ -38,7 +38,7 @@ export function startReconciler (redis: ScriptedRedis, layout: Layout, intervalM
         if (reported.has(queue)) continue
         reported.add(queue)
         log.error({ queue, shards: orphaned.filter((work) => work.queue === queue).map((work) => work.shard) },
-          `queue ${queue} holds work that no worker consumes: its rows are blocked. Run a worker that defines it, or npm run cli -- discard-workflow ${queue}`)
+          `queue ${queue} holds work that no worker consumes: its rows are blocked. Run a worker that defines it, or npx changeflow discard-workflow ${queue}`)
       }
       for (const queue of reported) if (!names.has(queue)) reported.delete(queue)
     } catch (error) {

@@ -2,6 +2,7 @@ import { UnrecoverableError, type Job } from 'bullmq'
 import type { Logger } from 'pino'
 import { QUARANTINE_QUEUE, type Keyspace } from '../keys.ts'
 import type { Metrics } from '../metrics.ts'
+import type { RowKeyFields } from '../row-keys.ts'
 import { idempotencyKey, stepJobId } from '../ingest/identity.ts'
 import type { JobOptions, StepJobData } from '../ingest/plan.ts'
 import { declaredKeys } from '../redis/declared-keys.ts'
@@ -17,6 +18,8 @@ export interface StepRunnerDeps {
   /** How long a run's step results are kept: as long as its change is deduplicated. */
   runTtlMs: number
   log: Logger
+  /** How log lines show a row's primary key (LOG_ROW_KEYS). */
+  rowKey: RowKeyFields
   metrics: Metrics
 }
 
@@ -33,7 +36,7 @@ function toJson (value: unknown, step: string): string {
  * releases the next step. If the worker dies after that script but before BullMQ marks the job
  * completed, the re-run finds the result and returns it without running the step again.
  */
-export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs, log, metrics }: StepRunnerDeps) {
+export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs, log, rowKey, metrics }: StepRunnerDeps) {
   const byName = new Map(workflows.map((workflow) => [workflow.name, workflow]))
   // A finished run starts its row's next one, of any workflow this process knows.
   const queueKeys = [...workflows.map((workflow) => workflow.name), QUARANTINE_QUEUE].flatMap((name) => keys.queueKeysTouched(name))
@@ -69,7 +72,7 @@ export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs
       step: step.name,
       run: data.run,
       table: data.table,
-      key: data.key,
+      ...rowKey(data.table, data.key),
       action: data.action,
       jobId: job.id,
     })

@@ -59,7 +59,8 @@ export function startWorkers (config: WorkerConfig, connection: RedisClient, dep
       const attempts = job.opts.attempts ?? 1
       const final = failsForGood(job.attemptsMade, attempts, error)
       const { table, key, action, run } = (job.data ?? {}) as { table?: string, key?: string[], action?: string, run?: string }
-      const fields = { queue: worker.name, jobId: job.id, step: job.name, run, table, key, action, attempt: job.attemptsMade, attempts, err: error }
+      const row = table !== undefined && key !== undefined ? deps.rowKey(table, key) : {}
+      const fields = { queue: worker.name, jobId: job.id, step: job.name, run, table, ...row, action, attempt: job.attemptsMade, attempts, err: error }
       if (worker.name === QUARANTINE_QUEUE) {
         log.warn(fields, 'quarantined message still invalid')
         return

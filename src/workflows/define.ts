@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import { z } from 'zod'
 import { actions, type Action } from '../sequin/message.ts'
 import type { Change } from './change.ts'
+import type { TypedSteps, TypedWorkflow } from './typed.ts'
 
 export interface Backoff {
   type: 'exponential' | 'fixed'
@@ -10,10 +11,13 @@ export interface Backoff {
   delay: number
 }
 
-export interface StepContext {
+/** The results of the run's earlier steps, by step name (see StepResults in ./typed.ts). */
+export type Results = Readonly<Record<string, unknown>>
+
+export interface StepContext<Earlier extends Results = Results> {
   readonly change: Change
-  /** JSON return values of the run's earlier steps, by step name. */
-  readonly results: Readonly<Record<string, unknown>>
+  /** JSON return values of the run's earlier steps, by step name: typed by defineWorkflow. */
+  readonly results: Earlier
   /** 1 on the first execution, 2 on the first retry, and so on. */
   readonly attempt: number
   readonly log: Logger
@@ -26,9 +30,9 @@ export interface StepContext {
   readonly step: string
 }
 
-export interface Step {
-  name: string
-  run: (ctx: StepContext) => unknown
+export interface Step<Name extends string = string, Result = unknown, Earlier extends Results = Results> {
+  name: Name
+  run: (ctx: StepContext<Earlier>) => Result
   attempts?: number
   backoff?: Backoff
 }
@@ -88,11 +92,19 @@ export const workflowSchema = z.object({
   late: z.enum(['run', 'skip']).optional(),
 }).strict()
 
-/** Types a workflow and checks its shape; a plain object of the same shape works as well. */
-export function defineWorkflow (workflow: Workflow): Workflow {
+/**
+ * Types a workflow and checks its shape; a plain object of the same shape works as well. Each
+ * step's `ctx.results` is typed from the earlier steps' return values (see TypedSteps).
+ */
+export function defineWorkflow<
+  N1 extends string, O1, N2 extends string, O2, N3 extends string, O3, N4 extends string, O4, N5 extends string, O5,
+  N6 extends string, O6, N7 extends string, O7, N8 extends string, O8, N9 extends string, O9, N10 extends string, O10
+> (workflow: TypedWorkflow<TypedSteps<N1, O1, N2, O2, N3, O3, N4, O4, N5, O5, N6, O6, N7, O7, N8, O8, N9, O9, N10, O10>>): Workflow
+export function defineWorkflow (workflow: TypedWorkflow<readonly unknown[]>): Workflow {
   const parsed = workflowSchema.safeParse(workflow)
   if (!parsed.success) throw new Error(describeIssues(parsed.error))
-  return workflow
+  // Its steps' contexts are narrower than Step's: each sees the results of the steps before it.
+  return workflow as Workflow
 }
 
 export function describeIssues (error: z.ZodError): string {

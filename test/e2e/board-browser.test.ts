@@ -5,6 +5,7 @@ import { promisify } from 'node:util'
 import t from 'tap'
 import { findChromium } from '../helpers/chromium.ts'
 import { REDIS_URL } from '../helpers/test-redis.ts'
+import { SOURCE_NODE_ARGS } from '../../scripts/lib/source-node.ts'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
 const screenshot = `${root}test/artifacts/board.png`
@@ -14,7 +15,7 @@ const skip = findChromium() ? false : 'no chromium binary (apt-get install -y ch
 t.test('an operator logs in to the running service\'s board in chromium and sees its queues, a step and a quarantined message', { skip, timeout: 90_000 }, async (t) => {
   rmSync(screenshot, { force: true })
   // The script is what a person runs by hand; running it here keeps the two from drifting apart.
-  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'scripts/board-screenshot.ts', screenshot], {
+  const { stdout } = await promisify(execFile)(process.execPath, [...SOURCE_NODE_ARGS, 'scripts/board-screenshot.ts', screenshot], {
     cwd: root,
     env: { ...process.env, TEST_REDIS_URL: REDIS_URL },
     timeout: 80_000,

@@ -1,5 +1,14 @@
+import { Redis } from 'ioredis'
 import t from 'tap'
-import type { ScriptedRedis } from '../../src/redis/scripts.ts'
+import { GroupCommit } from '../../src/ingest/group-commit.ts'
+import { changeId } from '../../src/ingest/identity.ts'
+import { createJobOptions } from '../../src/ingest/job-options.ts'
+import { planBatch } from '../../src/ingest/plan.ts'
+import { Keyspace } from '../../src/keys.ts'
+import { withScripts, type ScriptedRedis } from '../../src/redis/scripts.ts'
+import type { SequinMetadata } from '../../src/sequin/message.ts'
+import { loadWorkflows } from '../../src/workflows/load.ts'
+import { startRedisServer } from '../../scripts/lib/redis-server.ts'
 import { executions, reset } from '../fixtures/jobs/_recorder.ts'
 import { fixtureMessages, startService, waitFor, withIdentity } from '../helpers/service.ts'
 
@@ -15,6 +24,8 @@ function paidChange (lsn: number) {
   message.metadata.record_pks = [String(message.record.id)]
   return message
 }
+
+const changeIdOf = (lsn: number) => changeId(paidChange(lsn).metadata as SequinMetadata)
 
 /** Counts the ingest script's calls on the web's connection (the real call still runs). */
 function countCalls (): { calls: number } {
@@ -57,4 +68,29 @@ t.test('a full quarantine refuses only its own request, not one written in the s
   t.equal(counter.calls, 1, 'both went in one script call')
   const held = Object.values(await service.queue('quarantine').getJobCounts()).reduce((sum, n) => sum + n, 0)
   t.equal(held, 2, 'nothing of the refused batch was written')
+})
+
+t.test('a segment whose request gave up while it waited is never written', async (t) => {
+  const server = await startRedisServer()
+  t.teardown(() => server.stop())
+  const redis = withScripts(new Redis(server.url))
+  t.teardown(() => redis.disconnect())
+  await redis.ping()
+  const workflows = await loadWorkflows(new URL('../fixtures/jobs', import.meta.url).pathname)
+  const keys = new Keyspace('t-abort')
+  const options = createJobOptions(workflows, service.config)
+  const segment = (lsn: number) => ({ ...planBatch([paidChange(lsn)], workflows, options, new Date()), now: Date.now(), ttl: 60_000, quarantineLimit: 10 })
+  const committer = new GroupCommit(redis, keys)
+
+  server.pause() // the first call is sent and hangs; the second waits behind it
+  const first = committer.submit(segment(4_000))
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  const gaveUp = new AbortController()
+  const second = committer.submit(segment(4_001), gaveUp.signal)
+  gaveUp.abort(new Error('enqueue deadline'))
+  await t.rejects(second, { message: 'enqueue deadline' }, 'the waiting segment is given up at once')
+  server.resume()
+  t.same((await first).slice(0, 1), [1], 'the call already sent completes')
+  t.equal(await redis.exists(keys.seen(changeIdOf(4_000))), 1)
+  t.equal(await redis.exists(keys.seen(changeIdOf(4_001))), 0, 'the given-up change was not written')
 })

@@ -3,7 +3,7 @@ import { Redis } from 'ioredis'
 import { startRedisServer } from '../../scripts/lib/redis-server.ts'
 import { loadConfig } from '../../src/config.ts'
 import { Layout } from '../../src/keys.ts'
-import { runCli } from '../../src/operations/cli.ts'
+import { runCli } from '../../src/cli/program.ts'
 import { reset } from '../fixtures/jobs/_recorder.ts'
 import { message, pkRowOf, sleep, startStack, uniquePrefix } from '../helpers/stack.ts'
 

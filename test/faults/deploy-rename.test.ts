@@ -2,10 +2,10 @@ import { join } from 'node:path'
 import t from 'tap'
 import { loadConfig, projectRoot } from '../../src/config.ts'
 import { Keyspace } from '../../src/keys.ts'
-import { runCli } from '../../src/operations/cli.ts'
+import { runCli } from '../../src/cli/program.ts'
 import { reportScenario } from '../helpers/fault-report.ts'
 import { spawnWorker, stopWorker } from '../helpers/proof.ts'
-import { simulateSequin, type SimulatedMessage } from '../helpers/sequin-simulator.ts'
+import { simulateSequin, type SimulatedMessage } from '../../src/simulate/sequin.ts'
 import { REDIS_URL, waitFor } from '../helpers/service.ts'
 import { suiteSecret } from '../helpers/suite-secrets.ts'
 import { ownPrefix, startWebProcess } from '../helpers/web-processes.ts'
@@ -48,8 +48,7 @@ t.test('a workflow renamed during traffic, old and new replicas at once: every r
   const blockedBefore = await orphanedRows()
   const out: string[] = []
   const err: string[] = []
-  const config = loadConfig({ REDIS_PREFIX: prefix, DEDUP_TTL: '60s', KEEP_COMPLETED_AGE: '60s' })
-  const cli = (...argv: string[]) => runCli(argv, { config, redis, out: (line) => out.push(line), err: (line) => err.push(line) })
+  const cli = (...argv: string[]) => runCli(argv, { config: loadConfig({ REDIS_PREFIX: prefix, DEDUP_TTL: '60s', KEEP_COMPLETED_AGE: '60s' }), redis, out: (line) => out.push(line), err: (line) => err.push(line) })
   t.equal(await cli('discard-workflow', 'account-sync'), 0, err.join('\n'))
   const fromQueue = Number(/^discarded (\d+) runs of account-sync/.exec(out.at(-1) ?? '')?.[1] ?? NaN)
 
@@ -94,7 +93,7 @@ t.test('a workflow renamed during traffic, old and new replicas at once: every r
     lost,
     duplicatedEffects,
     orderViolations,
-    figure: `${blockedBefore} rows blocked by the old queue; one command (npm run cli -- discard-workflow) gave up ${discarded} runs ` +
+    figure: `${blockedBefore} rows blocked by the old queue; one command (npx changeflow discard-workflow) gave up ${discarded} runs ` +
       `(${fromQueue} from the old queue, the rest parked in rows)`,
   })
   t.equal(acked, rows * 6, 'every change was acknowledged')

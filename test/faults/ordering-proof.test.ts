@@ -4,7 +4,7 @@ import { Keyspace } from '../../src/keys.ts'
 import { withScripts } from '../../src/redis/scripts.ts'
 import { reportScenario } from '../helpers/fault-report.ts'
 import { acknowledged, completedRuns as completedOf, figures, proofLine, spawnWorker, startProofWeb, stopWorker } from '../helpers/proof.ts'
-import { simulateSequin } from '../helpers/sequin-simulator.ts'
+import { simulateSequin } from '../../src/simulate/sequin.ts'
 import { REDIS_URL, TOKEN, waitFor } from '../helpers/service.ts'
 import { suiteSecret } from '../helpers/suite-secrets.ts'
 

@@ -9,7 +9,7 @@ import { reportScenario } from '../helpers/fault-report.ts'
 import { spawnRole, WORKER_ENV } from '../helpers/processes.ts'
 import { figures, proofJobsDir } from '../helpers/proof.ts'
 import { startRedisServer } from '../../scripts/lib/redis-server.ts'
-import { liveProgress, simulateSequin, type SimulatorResult } from '../helpers/sequin-simulator.ts'
+import { liveProgress, simulateSequin, type SimulatorResult } from '../../src/simulate/sequin.ts'
 import { startService, TOKEN, waitFor } from '../helpers/service.ts'
 import { logSink, suiteLog } from '../helpers/suite-logs.ts'
 

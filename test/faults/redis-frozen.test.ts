@@ -11,7 +11,7 @@ import { reportScenario } from '../helpers/fault-report.ts'
 import { spawnRole, WORKER_ENV } from '../helpers/processes.ts'
 import { figures, proofJobsDir } from '../helpers/proof.ts'
 import { startRedisServer } from '../../scripts/lib/redis-server.ts'
-import { percentile, simulateSequin, type SimulatedMessage } from '../helpers/sequin-simulator.ts'
+import { percentile, simulateSequin, type SimulatedMessage } from '../../src/simulate/sequin.ts'
 import { startService, TOKEN, waitFor } from '../helpers/service.ts'
 import { logSink, suiteLog } from '../helpers/suite-logs.ts'
 
@@ -44,7 +44,7 @@ function burstBatches (): Array<{ messages: SimulatedMessage[], json: Buffer }> 
     }
     const record = { id: row, seq: 0, balance: 0, note: 'x'.repeat(BURST.padBytes) }
     const body = { action: 'insert', record, changes: null, metadata }
-    const message = { row: row++, seq: 0, lsn, table: 'accounts_unordered', committedAt: Date.now(), body }
+    const message = { row, group: `accounts_unordered:${row++}`, seq: 0, lsn, table: 'accounts_unordered', committedAt: Date.now(), body }
     return { ...message, deliveries: 0, visibleAt: 0, acked: false }
   }))
   return batches.map((messages) => ({ messages, json: Buffer.from(JSON.stringify({ data: messages.map((m) => m.body) })) }))

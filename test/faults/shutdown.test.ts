@@ -10,7 +10,7 @@ import type { SequinMetadata } from '../../src/sequin/message.ts'
 import { reportScenario } from '../helpers/fault-report.ts'
 import { acknowledged, completedRuns, figures, proofJobsDir, proofLine, spawnWorker, startProofWeb, stopWorker } from '../helpers/proof.ts'
 import { slowPost, spawnRole, within, WORKER_ENV } from '../helpers/processes.ts'
-import { simulateSequin } from '../helpers/sequin-simulator.ts'
+import { simulateSequin } from '../../src/simulate/sequin.ts'
 import { REDIS_URL, TOKEN, waitFor } from '../helpers/service.ts'
 import { suiteBoardSecret, suiteSecret } from '../helpers/suite-secrets.ts'
 

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { reportScenario } from '../helpers/fault-report.ts'
 import { acknowledged, completedRuns, figures, proofLine, spawnWorker, stopWorker } from '../helpers/proof.ts'
-import { liveProgress, percentile, simulateSequin } from '../helpers/sequin-simulator.ts'
+import { liveProgress, percentile, simulateSequin } from '../../src/simulate/sequin.ts'
 import { REDIS_URL, waitFor } from '../helpers/service.ts'
 import { suiteBoardSecret, suiteSecret } from '../helpers/suite-secrets.ts'
 import { acceptedTotal, CREDENTIAL_STATUSES, exerciseCredentials, ownPrefix, startWebProcess } from '../helpers/web-processes.ts'

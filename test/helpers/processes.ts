@@ -4,6 +4,7 @@ import { request, type Agent } from 'node:http'
 import { join } from 'node:path'
 import { projectRoot } from '../../src/config.ts'
 import { suiteLog, tee } from './suite-logs.ts'
+import { SOURCE_NODE_ARGS } from '../../scripts/lib/source-node.ts'
 
 /** The worker settings of spawnWorker (proof.ts): short locks, so that stall recovery is quick. */
 export const WORKER_ENV = {
@@ -28,11 +29,19 @@ export interface RoleProcess {
 }
 
 /**
- * `npm run web` or `npm run worker`, run directly (`node --import tsx`) so that signals reach the
- * service itself, with its output captured and teed into the suite's log file `<test>.<name>-<n>`.
+ * A web or worker process from the sources (as `npm run dev:web` and `dev:worker` start them), run
+ * directly so that signals reach the service itself: see spawnCommand.
  */
 export function spawnRole (role: 'web' | 'worker', env: Record<string, string>, name: string = role): RoleProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(projectRoot, `src/main/${role}.ts`)], {
+  return spawnCommand([process.execPath, ...SOURCE_NODE_ARGS, join(projectRoot, `src/main/${role}.ts`)], env, name)
+}
+
+/**
+ * `command` in the project's folder with `env` (and PATH and HOME) only, its output captured and
+ * teed into the suite's log file `<test>.<name>-<n>`.
+ */
+export function spawnCommand (command: readonly string[], env: Record<string, string>, name: string): RoleProcess {
+  const child = spawn(command[0]!, command.slice(1), {
     cwd: projectRoot,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

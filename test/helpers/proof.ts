@@ -4,9 +4,10 @@ import type { AddressInfo } from 'node:net'
 import type { Redis } from 'ioredis'
 import { projectRoot } from '../../src/config.ts'
 import type { ScenarioLine } from './fault-report.ts'
-import type { SimulatedMessage } from './sequin-simulator.ts'
+import type { SimulatedMessage } from '../../src/simulate/sequin.ts'
 import { startService, type Service } from './service.ts'
 import { logSink, suiteLog, tee } from './suite-logs.ts'
+import { SOURCE_NODE_ARGS } from '../../scripts/lib/source-node.ts'
 
 export const proofJobsDir = join(projectRoot, 'test/fixtures/proof-jobs')
 
@@ -31,7 +32,7 @@ export async function startProofWeb (options: { redisUrl?: string, env?: Record<
  * output goes to the suite's log file `<test>.<name>-<n>`; stderr is shown in the test output too.
  */
 export function spawnWorker (env: Record<string, string>, name = 'worker'): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(projectRoot, 'src/main/worker.ts')], {
+  const child = spawn(process.execPath, [...SOURCE_NODE_ARGS, join(projectRoot, 'src/main/worker.ts')], {
     cwd: projectRoot,
     env: {
       PATH: process.env.PATH ?? '',

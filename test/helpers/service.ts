@@ -8,7 +8,7 @@ import { loadConfig, type Config } from '../../src/config.ts'
 import { createLogger } from '../../src/logger.ts'
 import { Metrics } from '../../src/metrics.ts'
 import { createWeb, createWorker, type Web, type Worker } from '../../src/runtime/services.ts'
-import { runCli, type CliDeps } from '../../src/operations/cli.ts'
+import { runCli, type CliDeps } from '../../src/cli/program.ts'
 import { loadWorkflows } from '../../src/workflows/load.ts'
 import { REDIS_URL } from './test-redis.ts'
 
@@ -39,6 +39,7 @@ export interface Service {
   web: Web
   worker?: Worker
   redis: Redis
+  redisUrl: string
   /** POST a body to the webhook with the test token (or the given headers). */
   post (body: unknown, headers?: Record<string, string>): Promise<LightMyRequestResponse>
   queue (name: string): Queue
@@ -81,6 +82,7 @@ export async function startService (options: ServiceOptions = {}): Promise<Servi
     web,
     worker,
     redis,
+    redisUrl,
     keyPattern,
     post (body, headers = { authorization: `Bearer ${TOKEN}` }) {
       const payload = typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body)
@@ -131,12 +133,12 @@ export function withIdentity (message: Record<string, unknown>, lsn: number, idx
   return copy
 }
 
-/** Runs the operator CLI in-process against a service's Redis, capturing what it prints. */
-export function cliOf (service: Pick<CliDeps, 'config' | 'redis'>) {
+/** Runs `changeflow` in-process against a service's configuration and Redis, capturing what it prints. */
+export function cliOf (service: Pick<CliDeps, 'config' | 'redis'>, extra: Partial<CliDeps> = {}) {
   return async (...argv: string[]) => {
     const out: string[] = []
     const err: string[] = []
-    const code = await runCli(argv, { config: service.config, redis: service.redis, out: (line) => out.push(line), err: (line) => err.push(line) })
+    const code = await runCli(argv, { config: service.config, redis: service.redis, ...extra, out: (line) => out.push(line), err: (line) => err.push(line) })
     return { code, out, err, stdout: out.join('\n'), stderr: err.join('\n') }
   }
 }

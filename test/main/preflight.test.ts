@@ -2,7 +2,7 @@ import t from 'tap'
 import { ConfigError, loadConfig } from '../../src/config.ts'
 import { preflight } from '../../src/main/preflight.ts'
 
-const production = { NODE_ENV: 'production', REDIS_URL: 'redis://redis.internal:6379', SEQUIN_WEBHOOK_TOKENS: 'tok' }
+const production = { NODE_ENV: 'production', REDIS_URL: 'redis://redis.internal:6379', SEQUIN_WEBHOOK_TOKENS: 'tok', LOG_ROW_KEY_SECRET: 'k'.repeat(32) }
 const check = (env: Record<string, string>, role: 'all' | 'web' | 'worker') => () => preflight(loadConfig(env), role)
 
 t.test('production: /metrics is never open on the web side', async (t) => {
@@ -26,7 +26,20 @@ t.test('production: REDIS_URL is required for every role; no fallback, no privat
 
 t.test('every problem at once, one per line', async (t) => {
   const error = t.throws(check({ NODE_ENV: 'production' }, 'all')) as Error
-  t.match(error.message, /^invalid configuration for this web and worker process:\n {2}REDIS_URL .*\n {2}SEQUIN_WEBHOOK_TOKENS .*\n {2}METRICS_TOKEN or METRICS_PORT .*$/)
+  t.match(error.message, /^invalid configuration for this web and worker process:\n {2}REDIS_URL .*\n {2}SEQUIN_WEBHOOK_TOKENS .*\n {2}METRICS_TOKEN or METRICS_PORT .*\n {2}LOG_ROW_KEY_SECRET .*$/)
+})
+
+t.test('production hashes row keys in logs: processes that run steps need the secret', async (t) => {
+  const { LOG_ROW_KEY_SECRET: _omitted, ...withoutSecret } = { ...production, METRICS_TOKEN: 'scrape' }
+  for (const role of ['all', 'worker'] as const) {
+    t.throws(check(withoutSecret, role), { message: /LOG_ROW_KEY_SECRET is required with LOG_ROW_KEYS=hash \(the default with NODE_ENV=production\)/ }, role)
+    t.doesNotThrow(check({ ...withoutSecret, LOG_ROW_KEYS: 'plain' }, role), `${role} logging keys as they are`)
+  }
+  t.doesNotThrow(check(withoutSecret, 'web'), 'a web-only process logs no step')
+  t.throws(check({ LOG_ROW_KEYS: 'hash' }, 'worker'), { message: /^invalid configuration.*\n {2}LOG_ROW_KEY_SECRET is required with LOG_ROW_KEYS=hash: /s }, 'hash chosen in development')
+  t.equal(loadConfig({}).LOG_ROW_KEYS, 'plain', 'development logs keys by default')
+  t.equal(loadConfig({ NODE_ENV: 'production' }).LOG_ROW_KEYS, 'hash', 'production hashes them by default')
+  t.throws(() => loadConfig({ LOG_ROW_KEY_SECRET: 'short' }), { message: /LOG_ROW_KEY_SECRET: at least 16 characters/ })
 })
 
 t.test('METRICS_PORT must not be the webhook port', async (t) => {

@@ -14,7 +14,7 @@ interface Running {
 }
 
 /** Runs an npm script of the project, as the README does (`wrap` runs it inside another command). */
-function start (script: 'start' | 'web' | 'worker', env: Record<string, string>, wrap: string[] = []): Running {
+function start (script: 'start' | 'dev' | 'web' | 'worker', env: Record<string, string>, wrap: string[] = []): Running {
   const command = [...wrap, 'npm', 'run', '--silent', script]
   const child = spawn(command[0]!, command.slice(1), {
     cwd: projectRoot,
@@ -59,10 +59,23 @@ t.test('npm start: generates a token, runs a fixture through to completed steps,
   const completed = () => service.output().split('\n').filter((line) => line.includes('"msg":"step completed"'))
   await waitFor(() => completed().length === 3, 10_000, 'three completed steps in the log')
   t.match(completed().at(-1), '"step":"send-receipt"', 'the last step of order-paid ran last')
+  t.match(service.output(), `"jobsDir":"${projectRoot}dist/jobs"`, 'the build runs the compiled workflows')
 
   service.kill('SIGTERM')
   await service.exited // npm reports the signal; what matters is that the service shut down in order
   t.match(service.output(), '"signal":"SIGTERM","msg":"shutting down"')
+  t.match(service.output(), '"msg":"stopped"')
+})
+
+t.test('npm run dev runs the TypeScript sources and their workflows, without a build', async (t) => {
+  const redis = await startRedisServer()
+  t.teardown(() => redis.stop())
+  const service = start('dev', { REDIS_URL: redis.url, PORT: String(await freePort()), HOST: '127.0.0.1', DATA_DIR: t.testdir({}) })
+  t.teardown(() => service.kill('SIGKILL'))
+  await waitFor(() => service.output().includes('"msg":"workers started"'), 20_000, 'the server to listen and the workers to start')
+  t.match(service.output(), `"jobsDir":"${projectRoot}jobs","workflows":["order-paid",`)
+  service.kill('SIGTERM')
+  await service.exited
   t.match(service.output(), '"msg":"stopped"')
 })
 

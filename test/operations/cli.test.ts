@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import t from 'tap'
 import { projectRoot } from '../../src/config.ts'
 import { Layout } from '../../src/keys.ts'
-import { runCli, USAGE } from '../../src/operations/cli.ts'
+import { runCli } from '../../src/cli/program.ts'
 import { recordLayout } from '../../src/redis/layout.ts'
 import { executions, failures, reset } from '../fixtures/jobs/_recorder.ts'
 import { cliOf, fixtureMessages, startService, waitFor, withIdentity } from '../helpers/service.ts'
@@ -13,6 +13,7 @@ t.beforeEach(() => reset())
 
 /** Runs a command against the test service's Redis and prefix, collecting what it prints. */
 const cli = cliOf(service)
+const HINT = '(changeflow --help lists the commands; changeflow <command> --help shows one)'
 
 const template = fixtureMessages('batch-orders-update-paid')[0]!
 let lsn = 300_000
@@ -131,34 +132,47 @@ t.test('quarantine lists invalid messages; redrive re-ingests them', async (t) =
   t.same((await cli('quarantine', '--json')).out.map((text) => JSON.parse(text).jobId), [other.jobId])
 })
 
-t.test('usage errors exit 2 with a one-line error and the usage', async (t) => {
+t.test('usage errors exit 2 with a one-line error and a pointer to --help', async (t) => {
   const cases: Array<[string[], string]> = [
-    [[], 'missing command'],
-    [['nope'], 'unknown command "nope"'],
-    [['retry'], 'retry needs <workflow> <jobId> (missing <workflow> <jobId>)'],
-    [['discard', 'ledger-apply'], 'discard needs <workflow> <jobId> (missing <jobId>)'],
-    [['retry', 'ledger-apply', 'a', 'b'], 'retry takes <workflow> <jobId>; unexpected "b"'],
-    [['blocked', 'extra'], 'blocked takes no arguments; unexpected "extra"'],
-    [['blocked', '--bogus'], "Unknown option '--bogus'"],
-    [['quarantine', '--all'], 'quarantine takes no --all'],
-    [['retry', '--json', 'ledger-apply', 'x'], 'retry takes no --json'],
-    [['redrive'], 'redrive needs a job id, or --all'],
-    [['redrive', 'q.x', '--all'], 'redrive takes a job id or --all, not both'],
-    [['redrive', 'q.x', 'q.y'], 'redrive takes <jobId>; unexpected "q.y"'],
+    [['nope'], "unknown command 'nope'"],
+    [['retry'], 'retry needs <workflow> <jobId>, <workflow> --all, or --table <table> --key <value...>'],
+    [['discard', 'ledger-apply'], 'discard needs <workflow> <jobId>, <workflow> --all, or --table <table> --key <value...>'],
+    [['discard', 'ledger-apply', 'x', '--all'], 'discard needs <workflow> <jobId>, <workflow> --all, or --table <table> --key <value...>'],
+    [['retry', '--table', 'ledger'], 'a row is named by both --table and --key'],
+    [['retry', 'ledger-apply', 'a', 'b'], "too many arguments for 'retry'. Expected 2 arguments but got 3."],
+    [['blocked', 'a', 'extra'], "too many arguments for 'blocked'. Expected 1 argument but got 2."],
+    [['quarantine', 'drop'], 'quarantine drop needs one job id or --all (not both)'],
+    [['blocked', '--bogus'], "unknown option '--bogus'"],
+    [['quarantine', '--all'], "unknown option '--all'"],
+    [['redrive'], 'redrive needs one job id or --all (not both)'],
+    [['redrive', 'q.x', '--all'], 'redrive needs one job id or --all (not both)'],
+    [['redrive', 'q.x', 'q.y'], "too many arguments for 'redrive'. Expected 1 argument but got 2."],
   ]
   for (const [argv, message] of cases) {
     const result = await cli(...argv)
-    t.same([result.code, result.err[0], result.err[1], result.out], [2, `error: ${message}`, USAGE, []], argv.join(' ') || '(no command)')
+    t.same([result.code, result.err, result.out], [2, [`error: ${message}`, HINT], []], argv.join(' '))
   }
-  for (const argv of [['help'], ['--help'], ['blocked', '-h']]) {
-    t.same(await cli(...argv), { code: 0, out: [USAGE], err: [], stdout: USAGE, stderr: '' }, argv.join(' '))
+  const none = await cli()
+  t.same([none.code, none.out], [2, []], 'no command: the usage, on stderr')
+  t.match(none.stderr, /^Usage: changeflow \[options\] \[command\]/)
+  for (const argv of [['help'], ['--help'], ['-h']]) {
+    const help = await cli(...argv)
+    t.same([help.code, help.err], [0, []], argv.join(' '))
+    for (const command of ['send', 'blocked', 'retry', 'discard', 'quarantine', 'redrive', 'layout', 'help']) t.match(help.stdout, `\n  ${command} `)
+    t.match(help.stdout, /Exit codes:\n {2}0 {2}done\n {2}1 {2}something is wrong/)
   }
-  for (const command of ['blocked', 'retry', 'discard', 'quarantine', 'redrive', 'help']) t.match(USAGE, `\n  ${command} `)
+  for (const command of ['blocked', 'retry', 'discard', 'orphans', 'discard-workflow', 'quarantine', 'redrive', 'layout', 'send']) {
+    const help = await cli(command, '--help')
+    t.same([help.code, help.err], [0, []], `${command} --help`)
+    t.match(help.stdout, `Usage: changeflow ${command} `)
+    t.same((await cli('help', command)).stdout, help.stdout, `help ${command}`)
+  }
 })
 
-/** `npm run cli -- …` as an operator types it; no Redis is needed for these. */
-function npmCli (...args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> {
-  const child = spawn('npm', ['run', 'cli', '--', ...args], {
+/** The installed command as an operator types it (`npx changeflow …`, or the `npm run cli --` alias); no Redis is needed for these. */
+function shell (command: 'npx' | 'npm', ...args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  const argv = command === 'npx' ? ['changeflow', ...args] : ['run', 'cli', '--', ...args]
+  const child = spawn(command, argv, {
     cwd: projectRoot,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', REDIS_URL: 'redis://127.0.0.1:1' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -170,16 +184,18 @@ function npmCli (...args: string[]): Promise<{ code: number | null, stdout: stri
   return new Promise((resolve) => child.once('close', (code) => resolve({ code, stdout, stderr })))
 }
 
-t.test('the npm script: help exits 0 with the usage, an unknown command exits 2', async (t) => {
-  const [help, nope] = await Promise.all([npmCli('help'), npmCli('nope')])
+t.test('npx changeflow and npm run cli: help exits 0, an unknown command exits 2', async (t) => {
+  const [help, nope, alias] = await Promise.all([shell('npx', 'help'), shell('npx', 'nope'), shell('npm', 'retry', '--help')])
   t.equal(help.code, 0, help.stderr)
-  t.match(help.stdout, USAGE)
+  t.match(help.stdout, /^Usage: changeflow \[options\] \[command\]/)
   t.equal(nope.code, 2)
-  t.match(nope.stderr, 'error: unknown command "nope"\nusage: npm run cli')
+  t.equal(nope.stderr, `error: unknown command 'nope'\n${HINT}\n`)
+  t.equal(alias.code, 0, alias.stderr)
+  t.match(alias.stdout, 'Usage: changeflow retry [options] [workflow] [jobId]')
 })
 
-t.test('the npm script reports an unreachable Redis in one line, exit 1', async (t) => {
-  const result = await npmCli('quarantine')
+t.test('an unreachable Redis is reported in one line, exit 1', async (t) => {
+  const result = await shell('npx', 'quarantine')
   t.equal(result.code, 1)
   t.match(result.stderr, /^error: cannot reach Redis: connect ECONNREFUSED 127\.0\.0\.1:1$/m)
   t.notMatch(result.stderr, /\n\s+at /, 'no stack traces')

@@ -62,6 +62,7 @@ async function build (env: Record<string, string> = {}, overrides: Partial<AppDe
     logger,
     metrics: new Metrics(),
     ingest,
+    dryRun: async () => ({ kind: 'unavailable', reason: 'the dry run is tested in test/routes/dry-run.test.ts' }),
     tokens: [TOKEN],
     notReadyReason: () => notReady,
     isClosing: () => false,

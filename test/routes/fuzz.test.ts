@@ -1,5 +1,5 @@
 import t from 'tap'
-import { seeded } from '../helpers/sequin-simulator.ts'
+import { seeded } from '../../src/simulate/random.ts'
 import { fixtureMessages, startService } from '../helpers/service.ts'
 
 const service = await startService({ workers: false })

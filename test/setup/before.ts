@@ -1,13 +1,20 @@
-// Runs once before the suite (tap's `before`): makes sure a Redis answers, so that `npm test`
-// works on a machine where none runs, as `npm start` does. Tests that break Redis start their own.
+// Runs once before the suite (tap's `before`): builds dist/ (the production commands the tests
+// run are `node dist/...`), and makes sure a Redis answers, so that `npm test` works on a machine
+// where none runs, as `npm start` does. Tests that break Redis start their own.
 import { spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
-import { DEFAULT_REDIS_URL } from '../../src/config.ts'
+import { DEFAULT_REDIS_URL, projectRoot } from '../../src/config.ts'
 import { redisAnswers } from '../../src/redis/connection.ts'
 import { freePort } from '../../src/redis/embedded.ts'
 import { startedRedisFile } from '../helpers/test-redis.ts'
+
+const build = spawnSync('npm', ['run', '--silent', 'build'], { cwd: projectRoot, stdio: ['ignore', 2, 2] })
+if (build.error || build.status !== 0) {
+  console.error('test setup: npm run build failed; the tests of the production commands need dist/')
+  process.exit(1)
+}
 
 rmSync(startedRedisFile, { force: true })
 if (!process.env.TEST_REDIS_URL && !(await redisAnswers(DEFAULT_REDIS_URL))) {

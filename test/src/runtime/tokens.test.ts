@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { ConfigError, projectRoot } from '../../../src/config.ts'
 import { resolveTokens, tokenBanner } from '../../../src/runtime/tokens.ts'
+import { SOURCE_NODE_ARGS } from '../../../scripts/lib/source-node.ts'
 
 t.test('configured tokens win, all of them (rotation)', async (t) => {
   const result = await resolveTokens({ SEQUIN_WEBHOOK_TOKENS: ['a', 'b'], NODE_ENV: 'production', DATA_DIR: '/nonexistent' })
@@ -48,7 +49,7 @@ t.test('processes starting at once end with the same token', async (t) => {
   const dirs = Array.from({ length: 20 }, (_, i) => join(root, `data-${i}`))
   const go = join(root, 'go')
   const children = Array.from({ length: 4 }, () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', CHILD, go, ...dirs], { cwd: projectRoot })
+    const child = spawn(process.execPath, [...SOURCE_NODE_ARGS, '--input-type=module', '-e', CHILD, go, ...dirs], { cwd: projectRoot })
     let output = ''
     child.stdout.on('data', (chunk) => { output += chunk })
     child.stderr.on('data', (chunk) => { output += chunk })

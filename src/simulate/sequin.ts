@@ -1,4 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import { accountsStream, type AccountsOptions } from './accounts.ts'
+import { seeded } from './random.ts'
+
+export { percentile, seeded } from './random.ts'
 
 /**
  * Sends changes the way Sequin's HTTP sink does (sequin-http-sink.md, c.1–c.7): batches of
@@ -10,13 +14,12 @@ import { setTimeout as sleep } from 'node:timers/promises'
  * With several URLs it stands for Sequin behind a load balancer: requests go to each URL in
  * turn, and a failed request is retried against the next one.
  */
-export interface SimulatorOptions {
+export interface SimulatorOptions extends Partial<AccountsOptions> {
   /** The webhook, or several (web replicas behind a load balancer). */
   url: string | readonly string[]
   token: string
-  table: string
-  rows: number
-  changesPerRow: number
+  /** What is committed, in commit order; by default the accounts stream (accounts.ts) the other options describe. */
+  changes?: ChangeSource
   batchSize?: number
   concurrency?: number
   /** Share of 2xx answers treated as lost: the batch is redelivered. */
@@ -31,31 +34,40 @@ export interface SimulatorOptions {
   immediateRetryMs?: number
   /** Changes are committed (become sendable) only during this many ms; those already committed are delivered until acknowledged. */
   sendForMs?: number
-  /** Pads each record with a text column so that a message is about this many bytes of JSON. */
-  messageBytes?: number
+  /** Commits at most this many changes a second (default: as fast as batches ask for them). */
+  commitsPerSecond?: number
+  /** Sequin's per-message backoff: `baseMs` × 2^(n−1), at most `maxMs` (default 20 ms and 400 ms: Sequin's 1 s and 10 min, scaled down for tests). */
+  backoff?: { baseMs: number, maxMs: number }
   /** A request unanswered after this long counts as a timeout (Sequin's ack_wait_ms: 30 s). */
   requestTimeoutMs?: number
   timeoutMs?: number
-  /** First row id, so that runs of one test do not share rows. */
-  firstRow?: number
   random?: () => number
   /** Updated while the simulation runs, for a test that acts at a point of it. */
   live?: LiveProgress
 }
 
 export interface LiveProgress {
+  /** Changes committed so far (sendable). */
+  committed: number
   acked: number
   requests: number
+  /** Messages sent again after a failed request or a lost ack. */
+  redeliveries: number
   /** Requests in flight, per URL. */
   inFlight: number[]
 }
 
 export function liveProgress (): LiveProgress {
-  return { acked: 0, requests: 0, inFlight: [] }
+  return { committed: 0, acked: 0, requests: 0, redeliveries: 0, inFlight: [] }
 }
+
+/** The next committed change, or undefined once the stream has no more. */
+export type ChangeSource = () => SimulatedMessage | undefined
 
 export interface SimulatedMessage {
   row: number
+  /** Sequin's message group (its table and primary key): one message of a group in flight at a time. */
+  group: string
   seq: number
   lsn: number
   /** The Sequin message (the simulator's own build it on each read: large runs hold no bodies). */
@@ -88,81 +100,6 @@ export interface SimulatorResult {
   elapsedMs: number
 }
 
-let lsnBase = 1_000_000
-
-/** A small seeded generator (mulberry32), so that a failing run can be repeated. */
-export function seeded (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = Math.imul(a ^ (a >>> 15), 1 | a)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-/** The p-th percentile (0–100) of `values`, nearest rank; 0 for none. */
-export function percentile (values: readonly number[], p: number): number {
-  if (values.length === 0) return 0
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!
-}
-
-/** A Sequin change message of the simulated accounts-like tables. */
-function sequinBody ({ row, seq, lsn }: SimulatedMessage, table: string, committedAt: number, padding: string): Record<string, unknown> {
-  const record: Record<string, unknown> = { id: row, seq, balance: seq * 10 }
-  if (padding) record.note = padding
-  return {
-    action: seq === 0 ? 'insert' : 'update',
-    record,
-    changes: seq === 0 ? null : { seq: seq - 1, balance: (seq - 1) * 10 },
-    metadata: {
-      table_schema: 'public',
-      table_name: table,
-      commit_timestamp: new Date(committedAt).toISOString(),
-      commit_lsn: lsn,
-      commit_idx: 0,
-      idempotency_key: Buffer.from(`${lsn}:0`).toString('base64'),
-      record_pks: [String(row)],
-      database: { id: 'sim-db', name: 'sim', database: 'sim', hostname: 'localhost', annotations: {} },
-      consumer: { id: 'sim-sink', name: 'sim', annotations: {} },
-    },
-  }
-}
-
-/**
- * The commit log: rows interleaved at random, each row's changes in sequence, produced as the
- * simulation asks for them (a one-change-per-row log, as under load, takes rows in order).
- */
-function commitLog (options: SimulatorOptions, random: () => number): () => SimulatedMessage | undefined {
-  const first = options.firstRow ?? 1
-  const next = new Map<number, number>()
-  const open = options.changesPerRow > 1 ? Array.from({ length: options.rows }, (_, r) => r) : undefined
-  let sequential = 0
-  const padding = 'x'.repeat(Math.max(0, (options.messageBytes ?? 0) - 560))
-  return () => {
-    let r: number
-    if (open) {
-      if (open.length === 0) return undefined
-      const at = Math.floor(random() * open.length)
-      r = open[at]!
-      if ((next.get(r) ?? 0) + 1 >= options.changesPerRow) {
-        open[at] = open[open.length - 1]!
-        open.pop()
-      }
-    } else {
-      if (sequential >= options.rows) return undefined
-      r = sequential++
-    }
-    const seq = next.get(r) ?? 0
-    next.set(r, seq + 1)
-    const committedAt = Date.now()
-    const message = { row: first + r, seq, lsn: ++lsnBase, deliveries: 0, visibleAt: 0, acked: false } as SimulatedMessage
-    Object.defineProperty(message, 'body', { get: () => sequinBody(message, options.table, committedAt, padding), enumerable: false })
-    return message
-  }
-}
-
 const RETRYABLE = new Set([408, 429, 500, 502, 503, 504])
 
 export async function simulateSequin (options: SimulatorOptions): Promise<SimulatorResult> {
@@ -170,10 +107,11 @@ export async function simulateSequin (options: SimulatorOptions): Promise<Simula
   const urls = typeof options.url === 'string' ? [options.url] : [...options.url]
   const batchSize = options.batchSize ?? 20
   const concurrency = options.concurrency ?? 4
+  const backoff = options.backoff ?? { baseMs: 20, maxMs: 400 }
   const started = Date.now()
   const deadline = started + (options.timeoutMs ?? 60_000)
   const commitUntil = options.sendForMs === undefined ? Infinity : started + options.sendForMs
-  const nextCommit = commitLog(options, random)
+  const nextCommit = options.changes ?? accountsStream(options as AccountsOptions, random)
   const live = options.live ?? liveProgress()
   live.inFlight = urls.map(() => 0)
   const result: SimulatorResult = {
@@ -195,14 +133,15 @@ export async function simulateSequin (options: SimulatorOptions): Promise<Simula
   let pending: SimulatedMessage[] = []
   let unacked = 0
   let logDone = false
-  const byRow = new Map<number, SimulatedMessage[]>()
-  const inFlightRows = new Set<number>()
+  const byRow = new Map<string, SimulatedMessage[]>()
+  const inFlightRows = new Set<string>()
   let inFlight = 0
   let turn = 0
   const deliveries = new Set<Promise<void>>()
 
   const commit = (): SimulatedMessage | undefined => {
     if (logDone || Date.now() > commitUntil) return undefined
+    if (options.commitsPerSecond !== undefined && live.committed >= ((Date.now() - started) / 1000) * options.commitsPerSecond) return undefined
     const message = nextCommit()
     if (!message) {
       logDone = true
@@ -211,9 +150,10 @@ export async function simulateSequin (options: SimulatorOptions): Promise<Simula
     result.messages.push(message)
     pending.push(message)
     unacked++
-    const row = byRow.get(message.row)
+    live.committed++
+    const row = byRow.get(message.group)
     if (row) row.push(message)
-    else byRow.set(message.row, [message])
+    else byRow.set(message.group, [message])
     return message
   }
 
@@ -263,9 +203,12 @@ export async function simulateSequin (options: SimulatorOptions): Promise<Simula
 
   const deliver = async (batch: SimulatedMessage[]) => {
     for (const message of batch) {
-      if (message.deliveries > 0) result.redeliveries++
+      if (message.deliveries > 0) {
+        result.redeliveries++
+        live.redeliveries++
+      }
       message.deliveries++
-      if (byRow.get(message.row)!.some((m) => m.lsn < message.lsn && !m.acked)) result.overtakes++
+      if (byRow.get(message.group)!.some((m) => m.lsn < message.lsn && !m.acked)) result.overtakes++
     }
     // A retried message goes to the URL after the one that failed it; others take turns.
     const failed = batch.find((m) => m.failedUrl !== undefined)?.failedUrl
@@ -276,6 +219,7 @@ export async function simulateSequin (options: SimulatorOptions): Promise<Simula
       url = (url + 1) % urls.length
       result.immediateRetries++
       result.redeliveries += batch.length
+      live.redeliveries += batch.length
       outcome = await send(batch, url)
     }
     for (const message of batch) {
@@ -286,10 +230,10 @@ export async function simulateSequin (options: SimulatorOptions): Promise<Simula
         live.acked++
       } else {
         message.failedUrl = url
-        // Sequin: about 1 s × 2^(n−1) with ±15 % jitter; scaled down to keep the test short.
-        message.visibleAt = Date.now() + Math.min(20 * 2 ** (message.deliveries - 1), 400) * (0.85 + random() * 0.3)
+        // Sequin: about 1 s × 2^(n−1) with ±15 % jitter, at most 10 min; scaled down by default to keep tests short.
+        message.visibleAt = Date.now() + Math.min(backoff.baseMs * 2 ** (message.deliveries - 1), backoff.maxMs) * (0.85 + random() * 0.3)
       }
-      inFlightRows.delete(message.row)
+      inFlightRows.delete(message.group)
     }
     inFlight--
   }
@@ -297,12 +241,12 @@ export async function simulateSequin (options: SimulatorOptions): Promise<Simula
   /** Sequin's scan: in commit order; a message in backoff is skipped without taking its row. */
   const nextBatch = (): SimulatedMessage[] => {
     const now = Date.now()
-    const picked = new Set<number>()
+    const picked = new Set<string>()
     const batch: SimulatedMessage[] = []
     const take = (message: SimulatedMessage) => {
       if (message.acked || message.visibleAt > now) return
-      if (inFlightRows.has(message.row) || picked.has(message.row)) return
-      picked.add(message.row)
+      if (inFlightRows.has(message.group) || picked.has(message.group)) return
+      picked.add(message.group)
       batch.push(message)
     }
     if (pending.length > 2 * unacked + 64) pending = pending.filter((m) => !m.acked)
@@ -329,7 +273,7 @@ export async function simulateSequin (options: SimulatorOptions): Promise<Simula
     }
     const batch = inFlight < concurrency ? nextBatch() : []
     if (batch.length > 0) {
-      for (const message of batch) inFlightRows.add(message.row)
+      for (const message of batch) inFlightRows.add(message.group)
       inFlight++
       const delivery = deliver(batch).catch(() => {}).finally(() => deliveries.delete(delivery))
       deliveries.add(delivery)

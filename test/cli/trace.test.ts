@@ -62,5 +62,5 @@ t.test('trace of a row the journal does not hold exits 1; a missing key is a usa
   t.equal(schema.code, 1, 'a schema is matched too')
   const usage = await cli('trace', 'orders')
   t.equal(usage.code, 2)
-  t.match(usage.stderr, /^error: trace needs <table> <key>\.\.\. \(missing <key>\.\.\.\)/)
+  t.match(usage.stderr, /^error: missing required argument 'key'/)
 })
