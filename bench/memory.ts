@@ -14,6 +14,7 @@ const KINDS: Array<[string, RegExp]> = [
   ['row queues and indexes (`_cf:rowq:`, `_cf:rows`)', /:_cf:row(q:|s$)/],
   ['BullMQ jobs (`<queue>:<id>`)', /:bench-memory:[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/],
   ['BullMQ events stream (capped at 10,000 entries a queue)', /:events$/],
+  ['change journal (`_cf:journal`, `_cf:jr:`), kept for JOURNAL_RETENTION', /:_cf:j(ournal$|r:)/],
 ]
 
 /** `MEMORY USAGE` of every key of this run (exact, every element counted), by kind. */

@@ -8,6 +8,7 @@ import { benchHttp } from './http.ts'
 import { measureRedisLimit } from './redis-limit.ts'
 import { limitText, summary, type Results } from './summary.ts'
 import { benchIngest } from './ingest.ts'
+import { benchJournal } from './journal.ts'
 import { benchMemory } from './memory.ts'
 import { benchScale } from './scale.ts'
 import { benchSteps } from './steps.ts'
@@ -97,6 +98,10 @@ async function main (): Promise<number> {
       process.stdout.write(`## Memory: what a change keeps in Redis\n\n${memory.text}\n\n` +
         `Sizing: 1 million changes a day kept for the default DEDUP_TTL of 7 days need about ${perMillion(memory.perChange, 7)}; ` +
         `1 million steps queued at once about ${perMillion(memory.perQueuedStep, 1)}.\n\n`)
+    }
+    if (settings.parts.has('journal')) {
+      process.stderr.write('part 3b: change journal\n')
+      process.stdout.write(`## Change journal: what keeping every change costs\n\n${await benchJournal(ctx)}\n\n`)
     }
     if (settings.parts.has('scale')) {
       process.stderr.write('part 4: scale (private redis-servers: one, then a three-master cluster)\n')

@@ -27,15 +27,20 @@ export const projectRoot = packageRoot(codeRoot)
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 const SIZES: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }
 
-/** `1500`, `30s`, `7d` → milliseconds. A bare number is read in `bareUnit`. */
+/** `1500`, `30s`, `7d` → milliseconds, or undefined when it is no duration. A bare number is read in `bareUnit`. */
+export function parseDuration (text: string, bareUnit: keyof typeof UNITS): number | undefined {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim().toLowerCase())
+  return match ? Math.round(Number(match[1]) * UNITS[match[2] ?? bareUnit]!) : undefined
+}
+
 function duration (bareUnit: keyof typeof UNITS) {
   return z.string().trim().toLowerCase().transform((text, ctx) => {
-    const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text)
-    if (!match) {
+    const ms = parseDuration(text, bareUnit)
+    if (ms === undefined) {
       ctx.addIssue({ code: 'custom', message: `expected a duration like 30s, 15m, 7d; got "${text}"` })
       return z.NEVER
     }
-    return Math.round(Number(match[1]) * UNITS[match[2] ?? bareUnit]!)
+    return ms
   })
 }
 
@@ -80,6 +85,9 @@ const envSchema = z.object({
   DATA_DIR: z.string().default(`${projectRoot}.data`),
   BODY_LIMIT: size.default(64 * 1024 ** 2),
   DEDUP_TTL: positive('s').default(7 * UNITS.d!),
+  // The change journal (src/journal): 0 turns it off.
+  JOURNAL_RETENTION: duration('s').default(7 * UNITS.d!),
+  JOURNAL_MAX_LEN: int(1).default(1_000_000),
   ENQUEUE_TIMEOUT: positive('ms').default(5_000),
   INVALID_MESSAGES: z.enum(['quarantine', 'reject']).default('quarantine'),
   QUARANTINE_LIMIT: int(1).default(10_000),

@@ -62,6 +62,24 @@ export class Keyspace {
     return `${this.own}:rowq:${rowId}`
   }
 
+  /**
+   * The shard's change journal: a stream of accepted changes (src/journal), trimmed by age
+   * (JOURNAL_RETENTION) and length (JOURNAL_MAX_LEN).
+   */
+  journal (): string {
+    return `${this.own}:journal`
+  }
+
+  /** A row's journal entries (stream ids), for `trace`: the row of a table name and primary key, any source. */
+  journalRow (journalRowId: string): string {
+    return `${this.own}:jr:${journalRowId}`
+  }
+
+  /** The last replay generation handed out (home shard): each `replay --force` takes the next. */
+  replayGeneration (): string {
+    return `${this.own}:replay-generation`
+  }
+
   /** The shard's data-loss marker: written once, never expired; gone means Redis lost data. */
   tripwire (): string {
     return `${this.own}:tripwire`

@@ -22,7 +22,7 @@ export interface Settings {
   logLevel: 'silent' | 'info' | 'debug'
 }
 
-export const PARTS = ['http', 'ingest', 'steps', 'memory', 'scale'] as const
+export const PARTS = ['http', 'ingest', 'steps', 'memory', 'journal', 'scale'] as const
 export type Part = (typeof PARTS)[number]
 
 /** A failure whose message says it all: reported without a stack. */

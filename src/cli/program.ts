@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander'
 import { registerDoctor } from './doctor.ts'
+import { registerJournal } from './journal.ts'
 import { registerPlan } from './plan.ts'
 import { registerRepair } from './repair.ts'
 import { registerSend } from './send.ts'
@@ -12,7 +13,8 @@ const EPILOGUE = `
 Exit codes:
   0  done
   1  something is wrong: the operation failed, Redis cannot be reached, the service answered
-     non-2xx, doctor found a problem, simulate left changes unacknowledged
+     non-2xx, doctor found a problem, simulate left changes unacknowledged, trace found nothing
+     of the row, a replayed run failed or did not finish in time
   2  usage error: nothing was done
 
 Settings are read from the environment like the service's (REDIS_URL, REDIS_PREFIX,
@@ -24,7 +26,7 @@ REDIS_CLUSTER_NODES, REDIS_SHARDS, SEQUIN_WEBHOOK_TOKENS, PORT, JOBS_DIR, ...: s
  */
 export function buildProgram (session: Session): Command {
   const program = new Command('changeflow')
-    .description('Operate changeflow: send and simulate Sequin traffic, dry-run bodies, diagnose, repair blocked rows.')
+    .description('Operate changeflow: send and simulate Sequin traffic, dry-run bodies, diagnose, repair blocked rows, trace and replay changes.')
     .exitOverride()
     .configureOutput({
       writeOut: (text) => session.out(text.replace(/\n$/, '')),
@@ -39,6 +41,7 @@ export function buildProgram (session: Session): Command {
   registerPlan(program, session)
   registerDoctor(program, session)
   registerRepair(program, session)
+  registerJournal(program, session)
   return program
 }
 

@@ -1,5 +1,6 @@
 import type { Keyspace } from '../keys.ts'
 import type { ScriptedRedis } from '../redis/scripts.ts'
+import type { JournalBounds } from '../journal/journal.ts'
 import { groupCommitFor, JOBS_PER_SCRIPT } from './group-commit.ts'
 import type { BatchPlan } from './plan.ts'
 
@@ -23,6 +24,8 @@ export type Committed =
 export interface CommitLimits {
   dedupTtlMs: number
   quarantineLimit: number
+  /** The change journal's bounds; absent when it is off. */
+  journal?: JournalBounds
 }
 
 /**
@@ -70,7 +73,7 @@ export async function commitPlan (redis: ScriptedRedis, keys: Keyspace, plan: Ba
 type Part = Pick<BatchPlan, 'changes' | 'quarantine' | 'positions'>
 
 async function commitPart (redis: ScriptedRedis, keys: Keyspace, part: Part, limits: CommitLimits, now: number, signal?: AbortSignal): Promise<Committed> {
-  const result = await groupCommitFor(redis, keys).submit({ ...part, now, ttl: limits.dedupTtlMs, quarantineLimit: limits.quarantineLimit }, signal)
+  const result = await groupCommitFor(redis, keys).submit({ ...part, now, ttl: limits.dedupTtlMs, quarantineLimit: limits.quarantineLimit, journal: limits.journal }, signal)
   if (result[0] === -1) return { ok: false, quarantineFull: { held: result[1] ?? 0 } }
   const [dropped = 0, skipped = 0, late = 0, jobs = 0] = result.splice(-4).reverse()
   return { ok: true, accepted: result.map((flag) => flag === 1), jobs, late, skipped, dropped }

@@ -1,6 +1,7 @@
 import type { Keyspace } from '../keys.ts'
 import { declaredKeys } from '../redis/declared-keys.ts'
 import type { ScriptedRedis } from '../redis/scripts.ts'
+import { journalArgs, type JournalBounds } from '../journal/journal.ts'
 import type { BatchPlan, JobSpec } from './plan.ts'
 
 /** Part of a batch that one request writes as a unit (see commitPlan): one segment of a script call. */
@@ -8,6 +9,8 @@ export interface Segment extends Pick<BatchPlan, 'changes' | 'quarantine' | 'pos
   now: number
   ttl: number
   quarantineLimit: number
+  /** The change journal's bounds; absent when it is off (JOURNAL_RETENTION=0). */
+  journal?: JournalBounds
 }
 
 /**
@@ -108,8 +111,10 @@ export class GroupCommit {
       yield keys.discardedQueues()
       for (const name of queues) yield * keys.queueKeysTouched(name)
       for (const segment of segments) {
+        if (segment.journal) yield keys.journal()
         for (const change of segment.changes) {
           yield keys.seen(change.changeId)
+          if (segment.journal && change.journal) yield keys.journalRow(change.journal.row)
           for (const job of change.jobs) {
             yield keys.job(job.queue, job.id)
             if (job.run) yield keys.run(job.run)
@@ -150,11 +155,14 @@ export function scriptArguments (keys: Keyspace, segments: readonly Segment[]): 
     // Text: Redis would format a Lua number for every PEXPIRE and SET PX.
     ttl: String(segment.ttl),
     quarantineLimit: segment.quarantineLimit,
+    journal: segment.journal && journalArgs(segment.journal, segment.now),
     changes: segment.changes.map((change) => ({
       id: change.changeId,
       version: change.version,
       late: change.late === undefined ? undefined : Number(change.late),
       jobs: change.jobs.map(scriptJob),
+      journal: segment.journal && change.journal,
+      again: change.again ? 1 : undefined,
     })),
     quarantine: segment.quarantine.map(scriptJob),
     positions: segment.positions,

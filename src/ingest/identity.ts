@@ -36,6 +36,22 @@ export function rowId (source: string, schema: string, table: string, kind: 'pk'
   return digest('row', source, JSON.stringify([schema, table]), kind, JSON.stringify(key))
 }
 
+/**
+ * A row in the change journal's index: a table name and primary key, of any schema and source,
+ * so that an operator finds it from what they know (`trace orders 42`).
+ */
+export function journalRowId (table: string, key: readonly string[]): string {
+  return digest('journal', table, JSON.stringify(key))
+}
+
+/**
+ * A forced replay's identity for a change: a new change as far as dedup, runs, job ids and
+ * idempotency keys go, the same for every attempt of one replay generation.
+ */
+export function replayChangeId (change: string, generation: number): string {
+  return digest('replay', change, String(generation))
+}
+
 /** A BullMQ job id: `<step>.<run>`, unique within the workflow's queue. */
 export function stepJobId (run: string, step: string): string {
   return `${step}.${run}`

@@ -8,6 +8,7 @@ import { readEnvelope } from '../sequin/message.ts'
 import type { Tracing } from '../tracing/tracing.ts'
 import type { Workflow } from '../workflows/define.ts'
 import type { Committed } from './commit.ts'
+import { journalBounds } from '../journal/journal.ts'
 import { commitBatch, ReplicationError } from './shards.ts'
 import { planBatch, type BatchPlan, type JobOptions, type Rejection } from './plan.ts'
 
@@ -42,7 +43,7 @@ export interface IngestDeps {
   layout: Layout
   workflows: readonly Workflow[]
   jobOptions: JobOptions
-  config: Pick<Config, 'DEDUP_TTL' | 'ENQUEUE_TIMEOUT' | 'INVALID_MESSAGES' | 'MAX_BATCH_MESSAGES' | 'QUARANTINE_LIMIT' | 'REDIS_WAIT_REPLICAS' | 'REDIS_WAIT_TIMEOUT'>
+  config: Pick<Config, 'DEDUP_TTL' | 'ENQUEUE_TIMEOUT' | 'INVALID_MESSAGES' | 'MAX_BATCH_MESSAGES' | 'QUARANTINE_LIMIT' | 'REDIS_WAIT_REPLICAS' | 'REDIS_WAIT_TIMEOUT' | 'JOURNAL_RETENTION' | 'JOURNAL_MAX_LEN'>
   metrics: Metrics
   tracing?: Pick<Tracing, 'changes'>
 }
@@ -105,7 +106,7 @@ function count (metrics: Metrics, plan: BatchPlan, committed: Written): void {
 export type Refusal = Extract<IngestOutcome, { kind: 'bad-json' | 'bad-envelope' | 'too-many-messages' }>
 
 /** Parses a body exactly and plans it (pure): what the webhook would write, or why it refuses it. */
-export function prepareBatch (text: string, workflows: readonly Workflow[], jobOptions: JobOptions, config: Pick<Config, 'MAX_BATCH_MESSAGES'>):
+export function prepareBatch (text: string, workflows: readonly Workflow[], jobOptions: JobOptions, config: Pick<Config, 'MAX_BATCH_MESSAGES'>, journal = false):
   { ok: true, plan: BatchPlan, now: Date } | { ok: false, outcome: Refusal } {
   let parsed: ParsedJson
   try {
@@ -119,7 +120,7 @@ export function prepareBatch (text: string, workflows: readonly Workflow[], jobO
   }
   const now = new Date()
   // No message is deeper than the body: most bodies spare planning the per-message depth check.
-  return { ok: true, plan: planBatch(envelope.messages, workflows, jobOptions, now, { checkDepth: parsed.depth > MAX_JSON_DEPTH }), now }
+  return { ok: true, plan: planBatch(envelope.messages, workflows, jobOptions, now, { checkDepth: parsed.depth > MAX_JSON_DEPTH, journal }), now }
 }
 
 export function rejectionsOf (plan: BatchPlan): Rejection[] {
@@ -129,9 +130,11 @@ export function rejectionsOf (plan: BatchPlan): Rejection[] {
 export function createIngest ({ redis, layout, workflows, jobOptions, config, metrics, tracing }: IngestDeps): Ingest {
   const replication = { replicas: config.REDIS_WAIT_REPLICAS, timeoutMs: config.REDIS_WAIT_TIMEOUT }
   const warnedTables = new Set<string>()
+  const journal = journalBounds(config)
+  const limits = { dedupTtlMs: config.DEDUP_TTL, quarantineLimit: config.QUARANTINE_LIMIT, journal }
 
   return async function ingest (text, log) {
-    const prepared = prepareBatch(text, workflows, jobOptions, config)
+    const prepared = prepareBatch(text, workflows, jobOptions, config, journal !== undefined)
     if (!prepared.ok) return prepared.outcome
     const { plan, now } = prepared
     for (const table of plan.unknownChanges.keys()) {
@@ -144,7 +147,6 @@ export function createIngest ({ redis, layout, workflows, jobOptions, config, me
     tracing?.changes(plan)
 
     let committed: Committed
-    const limits = { dedupTtlMs: config.DEDUP_TTL, quarantineLimit: config.QUARANTINE_LIMIT }
     try {
       committed = await withDeadline((signal) => commitBatch(redis, layout, plan, limits, now.getTime(), replication, signal), config.ENQUEUE_TIMEOUT)
     } catch (error) {

@@ -4,7 +4,7 @@ import { comparePositions, positionOf, type Position } from '../sequin/position.
 import { toChange, type Change } from '../workflows/change.ts'
 import type { Workflow } from '../workflows/define.ts'
 import { routeChange, tableMatches } from '../workflows/route.ts'
-import { changeId, changeIdentity, quarantineJobId, rowId, runId, stepJobId } from './identity.ts'
+import { changeId, changeIdentity, journalRowId, quarantineJobId, rowId, runId, stepJobId } from './identity.ts'
 import { firstStepHeader, stepJobJson } from './job-data.ts'
 
 export type { StepJobData } from './job-data.ts'
@@ -39,6 +39,13 @@ export interface PlannedChange {
   /** Already decided (in the primary-key row's shard) when the runs live in other shards. */
   late?: boolean
   jobs: JobSpec[]
+  /**
+   * Kept in the change journal when accepted: its entry in the journal's row index, and the byte
+   * length of the change's JSON, which ends every job's data (the script copies it from there).
+   */
+  journal?: { row: string, bytes: number }
+  /** A replay without --force: only runs the change never had are started (see src/journal/replay.ts). */
+  again?: boolean
 }
 
 export interface Rejection {
@@ -74,6 +81,10 @@ export interface JobOptions {
 export interface PlanOptions {
   /** Check each message's nesting depth; the caller may skip it when the whole body is shallow. */
   checkDepth?: boolean
+  /** Keep accepted changes in the change journal (JOURNAL_RETENTION > 0). */
+  journal?: boolean
+  /** The identity a change is planned under, given its own (a forced replay's generation). */
+  changeId?: (own: string) => string
 }
 
 /**
@@ -88,7 +99,7 @@ export function planBatch (messages: readonly unknown[], workflows: readonly Wor
       return unstorable(plan, options, now, index, raw, `nested deeper than ${MAX_JSON_DEPTH} levels: too deep to store and run`)
     }
     try {
-      planMessage(plan, workflows, options, now, index, raw)
+      planMessage(plan, workflows, options, now, index, raw, planOptions)
     } catch (error) {
       // Whatever one message does (a value JSON cannot hold, a throwing getter), it alone is kept aside.
       unstorable(plan, options, now, index, raw, `cannot be stored: ${(error as Error)?.message ?? String(error)}`)
@@ -100,7 +111,7 @@ export function planBatch (messages: readonly unknown[], workflows: readonly Wor
   return plan
 }
 
-function planMessage (plan: BatchPlan, workflows: readonly Workflow[], options: JobOptions, now: Date, index: number, raw: unknown): void {
+function planMessage (plan: BatchPlan, workflows: readonly Workflow[], options: JobOptions, now: Date, index: number, raw: unknown, planOptions: PlanOptions): void {
   const parsed = parseMessage(raw)
   if (!parsed.ok) return quarantine(plan, options, now, index, 'invalid-message', parsed.issues, raw)
   const { message } = parsed
@@ -118,10 +129,12 @@ function planMessage (plan: BatchPlan, workflows: readonly Workflow[], options: 
     if (version && rows.pkRow && workflows.some((workflow) => tableMatches(workflow, change))) plan.positions.push({ row: rows.pkRow, version })
     return
   }
-  const id = changeId(message.metadata)
+  const own = changeId(message.metadata)
+  const id = planOptions.changeId?.(own) ?? own
   const changeJson = JSON.stringify(message)
   const jobs = rows.rows.map(({ workflow, row }): JobSpec => jobOf(message, changeJson, workflow, id, row, rows.pkRow, options))
-  plan.changes.push({ changeId: id, index, table, action: change.action, version: positionOf(message.metadata), jobs })
+  const journal = planOptions.journal ? { row: journalRowId(change.table, change.metadata.record_pks ?? []), bytes: Buffer.byteLength(changeJson) } : undefined
+  plan.changes.push({ changeId: id, index, table, action: change.action, version: positionOf(message.metadata), jobs, journal })
 }
 
 function jobOf (message: SequinMessage, changeJson: string, workflow: Workflow, change: string, row: string | undefined, pkRow: string | undefined, options: JobOptions): JobSpec {

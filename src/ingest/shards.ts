@@ -20,7 +20,8 @@ export interface Replication {
 /**
  * A batch plan cut into one plan per shard: each change's runs go to the shard of their row (a
  * run without a row: of its change), its late-detection positions likewise, the quarantine to
- * the home shard. `origin` maps each shard's changes back to the batch's.
+ * the home shard, its journal entry to the first of its shards. `origin` maps each shard's
+ * changes back to the batch's.
  */
 export function splitPlan (plan: BatchPlan, layout: Layout): Array<{ plan: BatchPlan, origin: number[] }> {
   const parts = layout.shards.map(() => ({
@@ -34,9 +35,12 @@ export function splitPlan (plan: BatchPlan, layout: Layout): Array<{ plan: Batch
       const shard = layout.shardOf(job.row ?? change.changeId)
       byShard.set(shard, [...(byShard.get(shard) ?? []), job])
     }
+    // Journalled once, in the first of its shards: trace and replay look in every shard.
+    let journal = change.journal
     for (const [shard, jobs] of byShard) {
-      parts[shard]!.plan.changes.push({ ...change, jobs })
+      parts[shard]!.plan.changes.push({ ...change, jobs, journal })
       parts[shard]!.origin.push(index)
+      journal = undefined
     }
   })
   for (const position of plan.positions) parts[layout.shardOf(position.row)]!.plan.positions.push(position)

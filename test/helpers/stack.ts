@@ -24,6 +24,13 @@ export function message (table: string, id: number | string, action: string, lsn
   return m
 }
 
+/** Order `id` turning from pending to paid: what the `order-flow` fixture workflow runs on. */
+export function orderPaid (id: number, lsn: number): Message {
+  const m = message('orders', id, 'update', lsn, { status: 'paid' })
+  m.changes = { status: 'pending' }
+  return m
+}
+
 /** The row id of a message's primary key, as planning computes it. */
 export function pkRowOf (m: Message): string {
   const md = m.metadata as { database?: { id?: string }, database_name?: string, table_schema: string, table_name: string, record_pks: string[] }

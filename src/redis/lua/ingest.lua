@@ -8,9 +8,10 @@
 --   segments: { segment, ... }: parts of batches (of several requests, written together), each
 --     taken as if it were a call of its own, in order
 --   segment: now: ms (string); ttl: dedup horizon in ms (string); quarantineLimit: most messages the
---     quarantine may hold;
+--     quarantine may hold; journal: { minId, maxLen, keep (ms), rowMax } when the change journal is on;
 --     changes: { { id = change id, version = { lsn, idx } (canonical decimal text; absent on
---              reads), late = 0 or 1 when already decided (see late.lua), jobs = { job, ... } } },
+--              reads), late = 0 or 1 when already decided (see late.lua), jobs = { job, ... },
+--              journal = { row, bytes } to journal it when accepted, again = 1 for a replay } },
 --              in commit order
 --     quarantine: { job, ... }
 --     positions: { { row = primary-key row, version = { lsn, idx } }, ... } of unmatched changes
@@ -74,6 +75,27 @@ local function enter(job, lateRun)
   end
 end
 
+-- The change journal (src/journal): an accepted change's entry in the shard's stream (trimmed by
+-- length here, by age once a segment), and the entry's id in its row's index (for `trace`). The
+-- change is the tail of its first job's data, `bytes` long: it is not sent twice.
+local function journal(change)
+  local data = ARGV[change.jobs[1].data]
+  local names = {}
+  for i, job in ipairs(change.jobs) do names[i] = job.queue end
+  local id = rcall('XADD', OWN .. ':journal', 'MAXLEN', '~', plan.journal.maxLen, '*', 'i', change.id,
+    'w', table.concat(names, ','), 'c', string.sub(data, #data - change.journal.bytes, #data - 1))
+  local index = OWN .. ':jr:' .. change.journal.row
+  if rcall('RPUSH', index, id) > plan.journal.rowMax then rcall('LTRIM', index, -plan.journal.rowMax, -1) end
+  rcall('PEXPIRE', index, plan.journal.keep)
+end
+
+-- A new change; or a replay without --force (`again`) of one whose outcome is still known: it
+-- starts only the runs the change never had.
+local function admit(change, seen)
+  if change.again then return rcall('EXISTS', seen) == 1 end
+  return rcall('HSETNX', seen, '_', 1) == 1
+end
+
 -- A change's dedup hash: field `_` while it is deduplicated, and a field per finished run (see
 -- markDone). Marked first: the type checks above leave nothing that could fail between a change's
 -- mark and its runs (Redis lets a script that has begun writing finish even past maxmemory).
@@ -94,11 +116,11 @@ local function writeSegment()
     local fresh = 0
     local seen = OWN .. ':s:' .. change.id
     local lateness -- judged once per change: its jobs share its primary-key row
-    if rcall('HSETNX', seen, '_', 1) == 1 then
+    if admit(change, seen) then
       -- Only the dedup field: the hash is new. More: a finished run re-created it (markDone),
       -- with its own expiry.
-      local marked = rcall('HLEN', seen) > 1
-      if not marked or rcall('PTTL', seen) < 0 then rcall('PEXPIRE', seen, plan.ttl) end
+      local marked = change.again or rcall('HLEN', seen) > 1
+      if not change.again and (not marked or rcall('PTTL', seen) < 0) then rcall('PEXPIRE', seen, plan.ttl) end
       for _, job in ipairs(change.jobs) do
         if givenUp(job.queue) then
           -- An old replica, still accepting for a workflow an operator gave up: not started.
@@ -124,7 +146,9 @@ local function writeSegment()
       end
     end
     flags[i] = fresh
+    if fresh == 1 and change.journal then journal(change) end
   end
+  if plan.journal then rcall('XTRIM', OWN .. ':journal', 'MINID', '~', plan.journal.minId) end
   for _, job in ipairs(plan.quarantine) do add(job) end
   -- A newer change no workflow wanted is still its row's newest: an older one arriving later is late.
   for _, position in ipairs(plan.positions) do isLate(position.row, position.version) end

@@ -1,0 +1,142 @@
+import type { Config } from '../config.ts'
+import { replayChangeId } from '../ingest/identity.ts'
+import { createJobOptions } from '../ingest/job-options.ts'
+import { planBatch, type BatchPlan, type PlannedChange } from '../ingest/plan.ts'
+import { commitBatch } from '../ingest/shards.ts'
+import type { Keyspace, Layout } from '../keys.ts'
+import type { RedisClient } from '../redis/connection.ts'
+import { withScripts } from '../redis/scripts.ts'
+import type { Workflow } from '../workflows/define.ts'
+import { scanJournal, type JournalEntry } from './read.ts'
+
+export interface ReplaySelection {
+  workflows?: readonly string[]
+  /** A table name, or `schema.table`. */
+  table?: string
+  actions?: readonly string[]
+  /** The primary key's values (several for a composite key). */
+  key?: readonly string[]
+  /** Commit-time window, ms since the epoch, both ends included. */
+  from?: number
+  to?: number
+}
+
+// Postgres's clock and Redis's may disagree a little: a change is looked for in entries accepted
+// this long before its window starts.
+const CLOCK_SLACK_MS = 5 * 60_000
+
+function selected (entry: JournalEntry, selection: ReplaySelection): boolean {
+  const { metadata, action } = entry.message
+  const { table, actions, key, from, to } = selection
+  if (table !== undefined && table !== metadata.table_name && table !== `${metadata.table_schema}.${metadata.table_name}`) return false
+  if (actions && !actions.includes(action)) return false
+  if (key && JSON.stringify(key) !== JSON.stringify(metadata.record_pks ?? [])) return false
+  const committed = Date.parse(metadata.commit_timestamp)
+  return (from === undefined || committed >= from) && (to === undefined || committed <= to)
+}
+
+/** The journalled changes a replay selects, in the order they were accepted, each once. */
+export async function selectChanges (redis: RedisClient, layout: Layout, selection: ReplaySelection, since: number): Promise<JournalEntry[]> {
+  const start = Math.max(since, (selection.from ?? 0) - CLOCK_SLACK_MS)
+  const found = new Map<string, JournalEntry>()
+  for (const [shard, keys] of layout.shards.entries()) {
+    for await (const entry of scanJournal(redis, keys, shard, start)) {
+      if (selected(entry, selection) && !found.has(entry.changeId)) found.set(entry.changeId, entry)
+    }
+  }
+  return [...found.values()].sort((a, b) => a.acceptedAt - b.acceptedAt || a.entry.localeCompare(b.entry))
+}
+
+/** One run a replay would start: its change (under the replay's identity), workflow and shard. */
+export interface ReplayRun {
+  changeId: string
+  workflow: string
+  run: string
+  firstJob: string
+  keys: Keyspace
+}
+
+export interface ReplayPlan {
+  /** Per selected change: what it becomes now (the workflows of this release route it again). */
+  batches: BatchPlan[]
+  runs: ReplayRun[]
+  /** Selected changes that start no selected workflow now, or cannot be planned (quarantined). */
+  unmatched: number
+  invalid: number
+}
+
+export type ReplayConfig = Pick<Config, 'STEP_ATTEMPTS' | 'STEP_BACKOFF' | 'KEEP_COMPLETED' | 'KEEP_COMPLETED_AGE'>
+
+/**
+ * Plans the selected changes as ingest would (same routing, rows, job options), under their own
+ * identity (`generation` 0: only runs a change never had start) or a forced generation's (each
+ * selected run starts again, under new job ids and idempotency keys).
+ */
+export function planReplay (entries: readonly JournalEntry[], workflows: readonly Workflow[], config: ReplayConfig, layout: Layout, selection: ReplaySelection, generation: number, batchSize = 100): ReplayPlan {
+  const jobOptions = createJobOptions(workflows, config)
+  const only = selection.workflows && new Set(selection.workflows)
+  const plan: ReplayPlan = { batches: [], runs: [], unmatched: 0, invalid: 0 }
+  for (let at = 0; at < entries.length; at += batchSize) {
+    const messages = entries.slice(at, at + batchSize).map((entry) => entry.message)
+    const changeId = generation > 0 ? (own: string) => replayChangeId(own, generation) : undefined
+    const planned = planBatch(messages, workflows, jobOptions, new Date(), { changeId })
+    plan.invalid += planned.quarantine.length
+    plan.unmatched += planned.unmatched
+    const changes: PlannedChange[] = []
+    for (const change of planned.changes) {
+      const jobs = change.jobs.filter((job) => !only || only.has(job.queue))
+      if (jobs.length === 0) {
+        plan.unmatched++
+        continue
+      }
+      changes.push({ ...change, jobs, again: generation === 0 })
+      for (const job of jobs) {
+        plan.runs.push({ changeId: change.changeId, workflow: job.queue, run: job.run!, firstJob: job.id, keys: layout.shards[layout.shardOf(job.row ?? change.changeId)]! })
+      }
+    }
+    // Nothing but the selected runs: no quarantine, no late-detection positions of unmatched changes.
+    if (changes.length > 0) plan.batches.push({ ...planned, changes, quarantine: [], positions: [], unmatched: 0, unmatchedChanges: [] })
+  }
+  return plan
+}
+
+export type RunStatus = 'absent' | 'pending' | 'finished' | 'failed'
+
+/**
+ * Where a run is: `absent` (it never started: no finished marker, record or first job),
+ * `finished`, `failed` (its current step failed for good) or `pending` (waiting, running).
+ */
+export async function runStatus (redis: RedisClient, run: ReplayRun): Promise<RunStatus> {
+  const { keys } = run
+  const [marker, current, record, first] = await Promise.all([
+    redis.hget(keys.seen(run.changeId), run.workflow),
+    redis.hget(keys.run(run.run), 'cj'),
+    redis.exists(keys.run(run.run)),
+    redis.exists(keys.job(run.workflow, run.firstJob)),
+  ])
+  if (marker === 'd') return 'finished'
+  if (record === 0 && first === 0) return 'absent'
+  const failed = await redis.zscore(keys.queue(run.workflow).failed!, current ?? run.firstJob)
+  return failed === null ? 'pending' : 'failed'
+}
+
+export interface ReplayLimits {
+  dedupTtlMs: number
+  quarantineLimit: number
+  replication: { replicas: number, timeoutMs: number }
+}
+
+/** Writes the replay's plans through the ingest path (row queues, dedup, lateness); `done` after each batch. */
+export async function commitReplay (redis: RedisClient, layout: Layout, plan: ReplayPlan, limits: ReplayLimits, done: (batch: BatchPlan) => Promise<void>): Promise<{ late: number, skipped: number, dropped: number }> {
+  const scripted = withScripts(redis)
+  const totals = { late: 0, skipped: 0, dropped: 0 }
+  for (const batch of plan.batches) {
+    const committed = await commitBatch(scripted, layout, batch, limits, Date.now(), limits.replication)
+    if (!committed.ok) throw new Error('the quarantine refused a replay batch') // a replay quarantines nothing
+    totals.late += committed.late
+    totals.skipped += committed.skipped
+    totals.dropped += committed.dropped
+    await done(batch)
+  }
+  return totals
+}
