@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { openContext, type Context } from './lib/context.ts'
-import { BenchError, readSettings, type Settings } from './lib/settings.ts'
+import { BenchError, readSettings, type Part, type Settings } from './lib/settings.ts'
 import { interruption, secondsSince } from './lib/measure.ts'
 import { table } from './lib/table.ts'
 import { benchHttp } from './http.ts'
@@ -72,41 +72,46 @@ async function main (): Promise<number> {
       throw new BenchError(`no Redis answers at ${settings.redisUrl} (${(error as Error).message}): start one or set REDIS_URL`)
     }
     process.stdout.write(`## Environment\n\n${await environment(ctx, settings)}\n\n`)
-    if (settings.parts.has('http')) {
-      process.stderr.write('part 1: ingest over HTTP (private redis-server; receivers and load generator in processes of their own)\n')
+    const seconds: Record<string, number> = {}
+    results.partSeconds = seconds
+    /** Runs a part if asked for, and notes how long it took (the whole run should stay within 5 minutes on 2 cores). */
+    const part = async (name: Part, what: string, run: () => Promise<void>) => {
+      if (!settings.parts.has(name)) return
+      process.stderr.write(`part ${name}: ${what}\n`)
+      const partStarted = process.hrtime.bigint()
+      await run()
+      seconds[name] = Math.round(secondsSince(partStarted))
+      process.stderr.write(`part ${name} done in ${seconds[name]} s\n`)
+    }
+    await part('http', 'ingest over HTTP (private redis-server; receivers and load generator in processes of their own)', async () => {
       const http = await benchHttp(settings.repeats)
       results.http = { runs: http.runs, profiles: http.profiles }
       process.stdout.write(`## Ingest over HTTP: changeflow against the receiver a user would write\n\n${http.text}\n\n`)
-      process.stderr.write('part 1: Redis\'s own limit (redis-benchmark calling the ingest script)\n')
+      process.stderr.write('  Redis\'s own limit (redis-benchmark calling the ingest script)\n')
       results.redisLimit = await measureRedisLimit()
       process.stdout.write(`## Redis's own limit\n\n${limitText(results.redisLimit, http.runs)}\n\n`)
-    }
-    if (settings.parts.has('ingest')) {
-      process.stderr.write('part 1: ingest\n')
+    })
+    await part('ingest', 'ingest', async () => {
       process.stdout.write(`## Ingest: Sequin batches to queued jobs\n\n${await benchIngest(ctx)}\n\n`)
-    }
-    if (settings.parts.has('steps')) {
-      process.stderr.write('part 2: steps\n')
+    })
+    await part('steps', 'steps', async () => {
       const steps = await benchSteps(ctx)
       results.steps = steps.figures
       process.stdout.write(`## Steps: queued changes to completed steps\n\n${steps.text}\n\n`)
-    }
-    if (settings.parts.has('memory')) {
-      process.stderr.write('part 3: memory\n')
+    })
+    await part('memory', 'memory', async () => {
       const memory = await benchMemory(ctx)
       const perMillion = (bytes: number, days: number) => `${((bytes * 1_000_000 * days) / 1024 ** 3).toFixed(2)} GiB`
       process.stdout.write(`## Memory: what a change keeps in Redis\n\n${memory.text}\n\n` +
         `Sizing: 1 million changes a day kept for the default DEDUP_TTL of 7 days need about ${perMillion(memory.perChange, 7)}; ` +
         `1 million steps queued at once about ${perMillion(memory.perQueuedStep, 1)}.\n\n`)
-    }
-    if (settings.parts.has('journal')) {
-      process.stderr.write('part 3b: change journal\n')
+    })
+    await part('journal', 'change journal', async () => {
       process.stdout.write(`## Change journal: what keeping every change costs\n\n${await benchJournal(ctx)}\n\n`)
-    }
-    if (settings.parts.has('scale')) {
-      process.stderr.write('part 4: scale (private redis-servers: one, then a three-master cluster)\n')
+    })
+    await part('scale', 'scale (private redis-servers: one, then a three-master cluster)', async () => {
       process.stdout.write(`## Scale: worker processes, one Redis or a cluster\n\n${await benchScale(ctx)}\n\n`)
-    }
+    })
     process.stdout.write(`## Against the targets\n\n${summary(results)}\n\n`)
     process.stdout.write(`Load average (1, 5 min) at the end: ${loadAverage()}\n`)
     results.loadAverageAtEnd = os.loadavg().slice(0, 2)

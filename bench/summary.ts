@@ -11,6 +11,8 @@ export interface Results {
   cpuModel: string
   loadAverageAtStart: number[]
   loadAverageAtEnd?: number[]
+  /** Seconds each part took. */
+  partSeconds?: Record<string, number>
   http?: { runs: Run[], profiles: Record<string, unknown> }
   redisLimit?: RedisLimit
   steps?: StepFigures

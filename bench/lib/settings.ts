@@ -24,6 +24,8 @@ export interface Settings {
 
 export const PARTS = ['http', 'ingest', 'steps', 'memory', 'journal', 'scale'] as const
 export type Part = (typeof PARTS)[number]
+/** `ingest` (the in-process breakdown of ingest) runs when asked: the HTTP part measures ingest as Sequin sees it. */
+export const DEFAULT_PARTS: readonly Part[] = ['http', 'steps', 'memory', 'journal', 'scale']
 
 /** A failure whose message says it all: reported without a stack. */
 export class BenchError extends Error {}
@@ -51,7 +53,7 @@ export function readSettings (env: NodeJS.ProcessEnv): Settings {
   if (!LOOPBACK.has(host) && !host.startsWith('127.') && env.BENCH_ALLOW_REMOTE_REDIS !== '1') {
     throw new BenchError(`REDIS_URL points at ${host}, not loopback: set BENCH_ALLOW_REMOTE_REDIS=1 if you mean it`)
   }
-  const parts = new Set((env.BENCH_PARTS || PARTS.join(',')).split(',').map((part) => part.trim()))
+  const parts = new Set((env.BENCH_PARTS || DEFAULT_PARTS.join(',')).split(',').map((part) => part.trim()))
   for (const part of parts) {
     if (!(PARTS as readonly string[]).includes(part)) throw new BenchError(`BENCH_PARTS lists some of ${PARTS.join(', ')}; got "${part}"`)
   }
