@@ -9,6 +9,7 @@ import type { Tracing } from '../tracing/tracing.ts'
 import type { Workflow } from '../workflows/define.ts'
 import type { Committed } from './commit.ts'
 import { journalBounds } from '../journal/journal.ts'
+import { asRedelivery, RecentChanges } from './redelivery.ts'
 import { commitBatch, ReplicationError } from './shards.ts'
 import { planBatch, type BatchPlan, type JobOptions, type Rejection } from './plan.ts'
 
@@ -105,9 +106,10 @@ function count (metrics: Metrics, plan: BatchPlan, committed: Written): void {
 /** A body's refusals before any Redis work: the webhook and its dry run answer them alike. */
 export type Refusal = Extract<IngestOutcome, { kind: 'bad-json' | 'bad-envelope' | 'too-many-messages' }>
 
-/** Parses a body exactly and plans it (pure): what the webhook would write, or why it refuses it. */
-export function prepareBatch (text: string, workflows: readonly Workflow[], jobOptions: JobOptions, config: Pick<Config, 'MAX_BATCH_MESSAGES'>, journal = false):
-  { ok: true, plan: BatchPlan, now: Date } | { ok: false, outcome: Refusal } {
+type Body = { ok: true, messages: unknown[], depth: number } | { ok: false, outcome: Refusal }
+
+/** Parses a body exactly into its messages, or says why it is refused. */
+function readBody (text: string, config: Pick<Config, 'MAX_BATCH_MESSAGES'>): Body {
   let parsed: ParsedJson
   try {
     parsed = parseExactJson(text)
@@ -118,9 +120,20 @@ export function prepareBatch (text: string, workflows: readonly Workflow[], jobO
   if (!envelope.ok) {
     return { ok: false, outcome: 'tooMany' in envelope ? { kind: 'too-many-messages', ...envelope.tooMany } : { kind: 'bad-envelope', reason: envelope.reason } }
   }
+  return { ok: true, messages: envelope.messages, depth: parsed.depth }
+}
+
+function planBody (body: Extract<Body, { ok: true }>, workflows: readonly Workflow[], jobOptions: JobOptions, journal: boolean): { ok: true, plan: BatchPlan, now: Date } {
   const now = new Date()
   // No message is deeper than the body: most bodies spare planning the per-message depth check.
-  return { ok: true, plan: planBatch(envelope.messages, workflows, jobOptions, now, { checkDepth: parsed.depth > MAX_JSON_DEPTH, journal }), now }
+  return { ok: true, plan: planBatch(body.messages, workflows, jobOptions, now, { checkDepth: body.depth > MAX_JSON_DEPTH, journal }), now }
+}
+
+/** Parses a body exactly and plans it (pure): what the webhook would write, or why it refuses it. */
+export function prepareBatch (text: string, workflows: readonly Workflow[], jobOptions: JobOptions, config: Pick<Config, 'MAX_BATCH_MESSAGES'>, journal = false):
+  { ok: true, plan: BatchPlan, now: Date } | { ok: false, outcome: Refusal } {
+  const body = readBody(text, config)
+  return body.ok ? planBody(body, workflows, jobOptions, journal) : body
 }
 
 export function rejectionsOf (plan: BatchPlan): Rejection[] {
@@ -132,11 +145,18 @@ export function createIngest ({ redis, layout, workflows, jobOptions, config, me
   const warnedTables = new Set<string>()
   const journal = journalBounds(config)
   const limits = { dedupTtlMs: config.DEDUP_TTL, quarantineLimit: config.QUARANTINE_LIMIT, journal }
+  const recent = layout.shards.length === 1 ? new RecentChanges() : undefined
 
   return async function ingest (text, log) {
-    const prepared = prepareBatch(text, workflows, jobOptions, config, journal !== undefined)
-    if (!prepared.ok) return prepared.outcome
-    const { plan, now } = prepared
+    const body = readBody(text, config)
+    if (!body.ok) return body.outcome
+    const redelivered = recent && await asRedelivery(body.messages, recent, redis, layout.shards[0]!)
+    if (redelivered) {
+      for (const { table, action } of redelivered.changes) metrics.messages.inc({ table, action, outcome: 'duplicate' })
+      const n = redelivered.changes.length
+      return { kind: 'accepted', counts: { accepted: 0, duplicates: n, unmatched: 0, quarantined: 0, jobs: 0 } }
+    }
+    const { plan, now } = planBody(body, workflows, jobOptions, journal !== undefined)
     for (const table of plan.unknownChanges.keys()) {
       if (warnedTables.has(table)) continue
       warnedTables.add(table)
@@ -164,6 +184,7 @@ export function createIngest ({ redis, layout, workflows, jobOptions, config, me
       return { kind: 'quarantine-full', held: committed.quarantineFull.held, limit: config.QUARANTINE_LIMIT, errors: rejections() }
     }
     count(metrics, plan, committed)
+    if (recent) for (const change of plan.changes) recent.add(change.changeId)
     if (committed.dropped > 0) log.warn({ dropped: committed.dropped }, 'runs of workflows an operator gave up (discard-workflow) were not started')
     if (committed.late > 0 || committed.skipped > 0) log.warn({ late: committed.late, skipped: committed.skipped }, 'late changes: older than changes already accepted for their rows')
     for (const entry of plan.quarantine) {

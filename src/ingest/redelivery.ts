@@ -1,0 +1,61 @@
+import type { Keyspace } from '../keys.ts'
+import type { RedisClient } from '../redis/connection.ts'
+import { parseMessage } from '../sequin/message.ts'
+import { changeId } from './identity.ts'
+
+/** How many accepted change ids a web process remembers: about 5 MB. */
+export const RECENT_CHANGES = 50_000
+
+/**
+ * The ids of changes this process wrote (accepted or found duplicate), newest last, at most
+ * `limit`. Only a hint: Redis still says whether a change is a duplicate.
+ */
+export class RecentChanges {
+  private readonly ids = new Set<string>()
+
+  constructor (private readonly limit = RECENT_CHANGES) {}
+
+  has (id: string): boolean {
+    return this.ids.has(id)
+  }
+
+  add (id: string): void {
+    this.ids.delete(id)
+    this.ids.add(id)
+    if (this.ids.size > this.limit) this.ids.delete(this.ids.values().next().value!)
+  }
+}
+
+export interface Redelivered {
+  /** `schema.table` and action of each message, as metric labels. */
+  changes: Array<{ table: string, action: string }>
+}
+
+/**
+ * A redelivery (Sequin retried a batch whose answer it did not get) is answered without
+ * planning or writing anything when every message is valid, was written by this process
+ * recently, and still holds its dedup mark in Redis: exactly the changes the ingest script would
+ * find to be duplicates. Anything else (a new change, an invalid message, a mark gone) returns
+ * null, and the batch takes the full path. One shard only: on several, a change's marks live in
+ * the shards of its runs.
+ */
+export async function asRedelivery (messages: readonly unknown[], recent: RecentChanges, redis: RedisClient, keys: Keyspace): Promise<Redelivered | null> {
+  const ids: string[] = []
+  const changes: Redelivered['changes'] = []
+  for (const raw of messages) {
+    const parsed = parseMessage(raw)
+    if (!parsed.ok) return null
+    const id = changeId(parsed.message.metadata)
+    if (!recent.has(id)) return null
+    ids.push(id)
+    const { metadata, action } = parsed.message
+    changes.push({ table: `${metadata.table_schema}.${metadata.table_name}`, action })
+  }
+  let marks: Array<[Error | null, unknown]> | null
+  try {
+    marks = await redis.pipeline(ids.map((id) => ['hexists', keys.seen(id), '_'])).exec()
+  } catch {
+    return null // the full path meets the same trouble, and answers it
+  }
+  return marks?.every(([error, found]) => error === null && found === 1) ? { changes } : null
+}

@@ -1,0 +1,53 @@
+import t from 'tap'
+import { Keyspace } from '../../src/keys.ts'
+import type { ScriptedRedis } from '../../src/redis/scripts.ts'
+import { fixtureMessages, startService, withIdentity } from '../helpers/service.ts'
+
+// A redelivered batch whose changes this process wrote, and whose dedup marks Redis still holds,
+// is answered without the ingest script (src/ingest/redelivery.ts); anything else takes it.
+const service = await startService({ env: { KEEP_COMPLETED: '0' }, workers: false })
+t.teardown(() => service.close())
+const keys = new Keyspace(service.config.REDIS_PREFIX)
+
+const paid = fixtureMessages('batch-orders-update-paid')[0]!
+function paidChange (lsn: number) {
+  const message = withIdentity(paid, lsn) as { record: Record<string, unknown>, metadata: Record<string, unknown> }
+  message.record.id = 90_000 + lsn
+  message.metadata.record_pks = [String(message.record.id)]
+  return message
+}
+
+const redis = service.web.redis as ScriptedRedis
+let scriptCalls = 0
+const original = redis.cfIngest.bind(redis)
+redis.cfIngest = (...args) => { scriptCalls++; return original(...args) }
+t.teardown(() => { redis.cfIngest = original })
+
+const batch = [paidChange(1), paidChange(2), paidChange(3)]
+const answer = async (data: unknown[]) => {
+  const before = scriptCalls
+  const response = await service.post({ data })
+  return { status: response.statusCode, body: response.json(), scripts: scriptCalls - before }
+}
+
+t.test('a redelivery is answered as duplicates without the script', async (t) => {
+  t.match(await answer(batch), { status: 200, body: { accepted: 3, duplicates: 0 }, scripts: 1 })
+  t.match(await answer(batch), { status: 200, body: { accepted: 0, duplicates: 3, unmatched: 0, quarantined: 0, jobs: 0 }, scripts: 0 })
+  t.match(await answer([batch[1]]), { body: { duplicates: 1 }, scripts: 0 }, 'part of it, re-batched')
+  const metrics = await service.web.app.inject({ method: 'GET', url: '/metrics' })
+  t.match(metrics.body, /changeflow_messages_total\{table="public\.orders",action="update",outcome="duplicate"\} 4/)
+})
+
+t.test('a new change among them, or an invalid message, takes the script', async (t) => {
+  t.match(await answer([...batch, paidChange(4)]), { body: { accepted: 1, duplicates: 3 }, scripts: 1 })
+  t.match(await answer([...batch, { action: 'update' }]), { body: { duplicates: 4 - 1, quarantined: 1 }, scripts: 1 })
+})
+
+t.test('a mark Redis no longer holds (its data lost) is never taken on the process\'s word', async (t) => {
+  const { changeId } = await import('../../src/ingest/identity.ts')
+  const id = changeId(batch[0]!.metadata as never)
+  await service.redis.del(keys.seen(id))
+  // The script decides: its run is still queued (no worker here), so it is not started twice.
+  t.match(await answer(batch), { body: { accepted: 0, duplicates: 3 }, scripts: 1 }, 'the script was asked')
+  t.equal(await service.redis.hexists(keys.seen(id), '_'), 1, 'and marked the change again')
+})
