@@ -10,20 +10,14 @@ import type { SequinMetadata } from '../../src/sequin/message.ts'
 import { loadWorkflows } from '../../src/workflows/load.ts'
 import { startRedisServer } from '../../scripts/lib/redis-server.ts'
 import { executions, reset } from '../fixtures/jobs/_recorder.ts'
-import { fixtureMessages, startService, waitFor, withIdentity } from '../helpers/service.ts'
+import { paidOrderChange, startService, waitFor } from '../helpers/service.ts'
 
 // Requests that arrive together are written by one script call (src/ingest/group-commit.ts),
 // and each still gets exactly the answer it would have got alone.
 const service = await startService({ env: { KEEP_COMPLETED: '0', MAX_BATCH_MESSAGES: '2', QUARANTINE_LIMIT: '2' } })
 t.teardown(() => service.close())
 
-const paid = fixtureMessages('batch-orders-update-paid')[0]!
-function paidChange (lsn: number) {
-  const message = withIdentity(paid, lsn) as { record: Record<string, unknown>, metadata: Record<string, unknown> }
-  message.record.id = 70_000 + lsn
-  message.metadata.record_pks = [String(message.record.id)]
-  return message
-}
+const paidChange = (lsn: number) => paidOrderChange(lsn, 70_000)
 
 const changeIdOf = (lsn: number) => changeId(paidChange(lsn).metadata as SequinMetadata)
 

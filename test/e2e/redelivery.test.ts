@@ -1,7 +1,7 @@
 import t from 'tap'
 import { Keyspace } from '../../src/keys.ts'
 import type { ScriptedRedis } from '../../src/redis/scripts.ts'
-import { fixtureMessages, startService, withIdentity } from '../helpers/service.ts'
+import { paidOrderChange, startService } from '../helpers/service.ts'
 
 // A redelivered batch whose changes this process wrote, and whose dedup marks Redis still holds,
 // is answered without the ingest script (src/ingest/redelivery.ts); anything else takes it.
@@ -9,13 +9,7 @@ const service = await startService({ env: { KEEP_COMPLETED: '0' }, workers: fals
 t.teardown(() => service.close())
 const keys = new Keyspace(service.config.REDIS_PREFIX)
 
-const paid = fixtureMessages('batch-orders-update-paid')[0]!
-function paidChange (lsn: number) {
-  const message = withIdentity(paid, lsn) as { record: Record<string, unknown>, metadata: Record<string, unknown> }
-  message.record.id = 90_000 + lsn
-  message.metadata.record_pks = [String(message.record.id)]
-  return message
-}
+const paidChange = (lsn: number) => paidOrderChange(lsn, 90_000)
 
 const redis = service.web.redis as ScriptedRedis
 let scriptCalls = 0

@@ -125,6 +125,17 @@ export async function waitFor (condition: () => boolean | Promise<boolean>, time
 }
 
 /** A fresh message: a copy of a fixture message with its own change identity. */
+/**
+ * The fixture's paid order as a change of its own: commit position `lsn`, on order `base + lsn`
+ * (a row no other test file uses when each picks its own base).
+ */
+export function paidOrderChange (lsn: number, base: number): { record: Record<string, unknown>, metadata: Record<string, unknown> } {
+  const message = withIdentity(fixtureMessages('batch-orders-update-paid')[0]!, lsn) as { record: Record<string, unknown>, metadata: Record<string, unknown> }
+  message.record.id = base + lsn
+  message.metadata.record_pks = [String(message.record.id)]
+  return message
+}
+
 export function withIdentity (message: Record<string, unknown>, lsn: number, idx = 0): Record<string, unknown> {
   const copy = structuredClone(message) as { metadata: Record<string, unknown> }
   copy.metadata.commit_lsn = lsn
