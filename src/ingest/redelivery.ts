@@ -1,6 +1,6 @@
 import type { Keyspace } from '../keys.ts'
 import type { RedisClient } from '../redis/connection.ts'
-import { parseMessage } from '../sequin/message.ts'
+import { parseMessage, type SequinMetadata } from '../sequin/message.ts'
 import { changeId } from './identity.ts'
 
 /** How many accepted change ids a web process remembers: about 5 MB. */
@@ -40,6 +40,19 @@ export interface Redelivered {
  * the shards of its runs.
  */
 export async function asRedelivery (messages: readonly unknown[], recent: RecentChanges, redis: RedisClient, keys: Keyspace): Promise<Redelivered | null> {
+  // First a glance at each message's identity, unvalidated: a new batch leaves here at once,
+  // before any validation (planning validates it in full).
+  for (const raw of messages) {
+    const metadata = (raw as { metadata?: unknown } | null)?.metadata
+    if (metadata === null || typeof metadata !== 'object') return null
+    let id: string
+    try {
+      id = changeId(metadata as SequinMetadata)
+    } catch {
+      return null // a key JSON made of an object that cannot be text: planning quarantines it
+    }
+    if (!recent.has(id)) return null
+  }
   const ids: string[] = []
   const changes: Redelivered['changes'] = []
   for (const raw of messages) {

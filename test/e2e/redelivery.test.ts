@@ -45,3 +45,8 @@ t.test('a mark Redis no longer holds (its data lost) is never taken on the proce
   t.match(await answer(batch), { body: { accepted: 0, duplicates: 3 }, scripts: 1 }, 'the script was asked')
   t.equal(await service.redis.hexists(keys.seen(id), '_'), 1, 'and marked the change again')
 })
+
+t.test('an identity that cannot be text is left to planning, which quarantines it', async (t) => {
+  const odd = { ...paidChange(7), metadata: { ...paidChange(7).metadata, idempotency_key: { toString: 'x', valueOf: 'y' } } }
+  t.match(await answer([odd]), { status: 200, body: { quarantined: 1 } })
+})
