@@ -66,7 +66,7 @@ Example:
     .option('--from <time>', 'committed at or after: an ISO time, or a duration ago (30m, 2h, 1d)')
     .option('--to <time>', 'committed at or before: an ISO time, or a duration ago')
     .option('--force', 'a new replay generation: every selected run again, once, with new job ids and idempotency keys')
-    .option('--generation <n>', 'with --force: this generation again (to finish an interrupted replay); starts nothing twice')
+    .option('--generation <n>', 'with --force: this generation again (to finish an interrupted replay, or add workflows to it); starts nothing twice')
     .option('--dry-run', 'print the counts; start nothing')
     .option('--wait <duration>', 'wait this long for the runs to finish (0: return once enqueued)', '10m')
     .option('--json', 'print the report as one JSON object')

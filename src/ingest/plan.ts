@@ -46,6 +46,11 @@ export interface PlannedChange {
   journal?: { row: string, bytes: number }
   /** A replay without --force: only runs the change never had are started (see src/journal/replay.ts). */
   again?: boolean
+  /**
+   * A forced replay's change: when its generation wrote it already (an interrupted replay, or
+   * one that selected other workflows), the runs it does not have yet start.
+   */
+  forced?: boolean
 }
 
 export interface Rejection {

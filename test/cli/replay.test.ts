@@ -118,3 +118,18 @@ t.test('a replay without --force starts the runs a change never had: a workflow 
   t.equal(ran('ledger-apply', '80').length, 2, 'the run it had is not run again')
   t.match(out, ['replay without --force: only runs the changes never had start', /^selected 1 journalled changes: 2 runs/, /already there .*: 1$/, /^ {2}enqueued: 1 \(0 late/])
 })
+
+t.test('a generation run again with another selection starts the runs it had not, and nothing twice', async (t) => {
+  t.match((await service.post({ data: [message('ledger', 90, 'update', 7_500_001)] })).json(), { accepted: 1 })
+  await waitFor(() => ran('ledger-apply', '90').length === 2 && ran('ledger-audit', '90').length === 1, 5_000, 'its runs')
+  const select = ['--table', 'ledger', '--key', '90']
+  const first = await report(...select, '--workflow', 'ledger-apply', '--force', '--wait', '5s')
+  t.match(first, { code: 0, runs: 1, enqueued: 1, finished: 1 }, 'ledger-apply only')
+  const generation = String(first.generation)
+  const second = await report(...select, '--workflow', 'ledger-audit', '--force', '--generation', generation, '--wait', '5s')
+  t.match(second, { code: 0, generation: first.generation, runs: 1, existing: 0, enqueued: 1, notStarted: 0, finished: 1 }, 'ledger-audit joins the generation')
+  const both = await report(...select, '--force', '--generation', generation, '--wait', '2s')
+  t.match(both, { code: 0, runs: 2, existing: 2, enqueued: 0 }, 'the whole change: both runs are there')
+  await sleep(300)
+  t.same([ran('ledger-apply', '90').length, ran('ledger-audit', '90').length], [4, 2], 'each run of the generation once')
+})

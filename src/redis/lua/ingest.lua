@@ -11,7 +11,8 @@
 --     quarantine may hold; journal: { minId, maxLen, keep (ms), rowMax } when the change journal is on;
 --     changes: { { id = change id, version = { lsn, idx } (canonical decimal text; absent on
 --              reads), late = 0 or 1 when already decided (see late.lua), jobs = { job, ... },
---              journal = { row, bytes } to journal it when accepted, again = 1 for a replay } },
+--              journal = { row, bytes } to journal it when accepted, again = 1 for a replay without
+--              --force, forced = 1 for a forced replay } },
 --              in commit order
 --     quarantine: { job, ... }
 --     positions: { { row = primary-key row, version = { lsn, idx } }, ... } of unmatched changes
@@ -90,10 +91,12 @@ local function journal(change)
 end
 
 -- A new change; or a replay without --force (`again`) of one whose outcome is still known: it
--- starts only the runs the change never had.
+-- starts only the runs the change never had. A forced replay's change is new to its generation,
+-- unless the generation is run again (interrupted, or with other workflows selected): then, as
+-- `again`, only the runs it does not have start.
 local function admit(change, seen)
   if change.again then return rcall('EXISTS', seen) == 1 end
-  return rcall('HSETNX', seen, '_', 1) == 1
+  return rcall('HSETNX', seen, '_', 1) == 1 or change.forced == 1
 end
 
 -- A change's dedup hash: field `_` while it is deduplicated, and a field per finished run (see
