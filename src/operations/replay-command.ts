@@ -153,12 +153,22 @@ function reportText (report: ReplayReport, waitMs: number): string[] {
   return lines
 }
 
-/** A commit time given as ISO text, or as a duration ago (`2h`). */
+// Commit timestamps are UTC: a time without its offset would be read in this process's zone, and
+// Date.parse alone takes "hello 2020" for 2020 and February 30 for March 2.
+const ISO_TIME = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(?:Z|[+-](\d{2}):(\d{2}))$/i
+
+/** A commit time given as ISO text with its offset, or as a duration ago (`2h`). */
 function timeOf (text: string, now: number): number | undefined {
   const ago = parseDuration(text, 's')
   if (ago !== undefined) return now - ago
-  const at = Date.parse(text)
-  return Number.isNaN(at) ? undefined : at
+  const match = ISO_TIME.exec(text.trim())
+  if (!match) return undefined
+  // Absent parts are NaN, which no bound below refuses.
+  const [year, month, day, hour, minute, second, offsetHours, offsetMinutes] = match.slice(1).map(Number) as number[]
+  const date = new Date(Date.UTC(year!, month! - 1, day!))
+  const real = date.getUTCFullYear() === year && date.getUTCMonth() === month! - 1 && date.getUTCDate() === day
+  if (!real || hour! > 23 || minute! > 59 || second! > 59 || offsetHours! > 23 || offsetMinutes! > 59) return undefined
+  return Date.parse(text.trim())
 }
 
 type ReplayValues = Partial<Record<'workflow' | 'table' | 'action' | 'key' | 'from' | 'to' | 'generation' | 'wait', string[]>>
@@ -172,9 +182,10 @@ export function replayOptions (values: ReplayValues, flags: Pick<ReplayOptions, 
   for (const [end, text] of Object.entries(window) as Array<[keyof typeof window, string | undefined]>) {
     if (text === undefined) continue
     const at = timeOf(text, now)
-    if (at === undefined) return `--${end} takes an ISO time (2026-12-01T10:00:00Z) or a duration ago (30m, 2h, 1d); got "${text}"`
+    if (at === undefined) return `--${end} takes an ISO time with its offset (2026-12-01T10:00:00Z) or a duration ago (30m, 2h, 1d); got "${text}"`
     options[end] = at
   }
+  if (options.from !== undefined && options.to !== undefined && options.from > options.to) return '--from is after --to: the window holds nothing'
   const wait = one('wait')
   if (wait !== undefined) {
     const ms = parseDuration(wait, 's')

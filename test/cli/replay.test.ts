@@ -133,3 +133,16 @@ t.test('a generation run again with another selection starts the runs it had not
   await sleep(300)
   t.same([ran('ledger-apply', '90').length, ran('ledger-audit', '90').length], [4, 2], 'each run of the generation once')
 })
+
+t.test('a commit-time window is an ISO time with its offset, or a duration ago; anything else is a usage error', async (t) => {
+  t.match((await service.post({ data: [message('ledger', 95, 'insert', 7_600_001)] })).json(), { accepted: 1 })
+  for (const text of ['hello 2020', 'yesterday 10', '-5', 'Dec 1', '2026-02-30T00:00:00Z', '2026-12-01T10:00:00', '2026-12-01']) {
+    const run = await cli('replay', '--from', text, '--dry-run')
+    t.same([run.code, run.out], [2, []], `--from "${text}": nothing done`)
+    t.match(run.stderr, /^error: --from takes an ISO time with its offset \(2026-12-01T10:00:00Z\) or a duration ago/)
+  }
+  t.match(await report('--dry-run', '--key', '95', '--from', '2025-06-12T16:00:00+02:00', '--to', '2025-06-12T14:03:27.512304Z'), { code: 0, selected: 1 }, 'offsets and fractions of a second')
+  const reversed = await cli('replay', '--from', '2026-01-02T00:00:00Z', '--to', '2026-01-01T00:00:00Z', '--force')
+  t.same([reversed.code, reversed.out], [2, []])
+  t.match(reversed.stderr, /^error: --from is after --to/)
+})
