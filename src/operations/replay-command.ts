@@ -70,6 +70,7 @@ async function generationOf (ctx: ReplayContext, options: ReplayOptions): Promis
  * order with live traffic). Exit 1 when a replayed run failed or had not finished in `waitMs`.
  */
 export async function replay (ctx: ReplayContext, options: ReplayOptions): Promise<CommandResult<ReplayReport>> {
+  if (ctx.config.JOURNAL_RETENTION === 0) throw new OperationError('the change journal is off here (JOURNAL_RETENTION=0): there is nothing to replay')
   const generation = await generationOf(ctx, options)
   const entries = await selectChanges(ctx.redis, ctx.layout, options, journalSince(ctx.config))
   const plan = planReplay(entries, await ctx.workflows(), ctx.config, ctx.layout, options, generation)

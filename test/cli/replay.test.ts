@@ -146,3 +146,14 @@ t.test('a commit-time window is an ISO time with its offset, or a duration ago; 
   t.same([reversed.code, reversed.out], [2, []])
   t.match(reversed.stderr, /^error: --from is after --to/)
 })
+
+t.test('with the journal off (JOURNAL_RETENTION=0) a replay says so, exits 1 and takes no generation', async (t) => {
+  const off = await startService({ workers: false, env: { JOURNAL_RETENTION: '0', REDIS_PREFIX: service.config.REDIS_PREFIX } })
+  t.teardown(() => off.close())
+  const before = await service.redis.get(new Layout(service.config.REDIS_PREFIX).home.replayGeneration())
+  for (const argv of [['--dry-run'], ['--force', '--wait', '0']]) {
+    const run = await cliOf(off)('replay', ...argv)
+    t.same([run.code, run.out, run.stderr], [1, [], 'error: the change journal is off here (JOURNAL_RETENTION=0): there is nothing to replay'], argv.join(' '))
+  }
+  t.equal(await service.redis.get(new Layout(service.config.REDIS_PREFIX).home.replayGeneration()), before, 'no generation was taken')
+})
