@@ -11,7 +11,8 @@
 --     quarantine may hold; journal: { minId, maxLen, keep (ms), rowMax } when the change journal is on;
 --     changes: { { id = change id, version = { lsn, idx } (canonical decimal text; absent on
 --              reads), late = 0 or 1 when already decided (see late.lua), jobs = { job, ... },
---              journal = { row, bytes } to journal it when accepted, again = 1 for a replay without
+--              journal = { row, bytes, workflows (every workflow the change started, when its runs
+--              are split over shards) } to journal it when accepted, again = 1 for a replay without
 --              --force, forced = 1 for a forced replay } },
 --              in commit order
 --     quarantine: { job, ... }
@@ -81,8 +82,11 @@ end
 -- change is the tail of its first job's data, `bytes` long: it is not sent twice.
 local function journal(change)
   local data = ARGV[change.jobs[1].data]
-  local names = {}
-  for i, job in ipairs(change.jobs) do names[i] = job.queue end
+  local names = change.journal.workflows
+  if not names then
+    names = {}
+    for i, job in ipairs(change.jobs) do names[i] = job.queue end
+  end
   local id = rcall('XADD', OWN .. ':journal', 'MAXLEN', '~', plan.journal.maxLen, '*', 'i', change.id,
     'w', table.concat(names, ','), 'c', string.sub(data, #data - change.journal.bytes, #data - 1))
   local index = OWN .. ':jr:' .. change.journal.row
