@@ -1,4 +1,5 @@
 import { parseDuration } from '../config.ts'
+import { actions as ACTIONS } from '../sequin/message.ts'
 import { commitReplay, planReplay, runStatus, selectChanges, type ReplayRun, type ReplaySelection, type RunStatus } from '../journal/replay.ts'
 import type { RedisClient } from '../redis/connection.ts'
 import { OperationError } from './cli-commands.ts'
@@ -54,10 +55,7 @@ async function statuses (redis: RedisClient, runs: readonly ReplayRun[]): Promis
 }
 
 async function generationOf (ctx: ReplayContext, options: ReplayOptions): Promise<number> {
-  if (!options.force) {
-    if (options.generation !== undefined) throw new OperationError('--generation names a forced replay: add --force')
-    return 0
-  }
+  if (!options.force) return 0
   const key = ctx.layout.home.replayGeneration()
   if (options.generation === undefined) return options.dryRun ? Number(await ctx.redis.get(key) ?? 0) + 1 : ctx.redis.incr(key)
   const last = Number(await ctx.redis.get(key) ?? 0)
@@ -71,9 +69,12 @@ async function generationOf (ctx: ReplayContext, options: ReplayOptions): Promis
  */
 export async function replay (ctx: ReplayContext, options: ReplayOptions): Promise<CommandResult<ReplayReport>> {
   if (ctx.config.JOURNAL_RETENTION === 0) throw new OperationError('the change journal is off here (JOURNAL_RETENTION=0): there is nothing to replay')
+  const workflows = await ctx.workflows()
+  const unknown = options.workflows?.filter((name) => !workflows.some((workflow) => workflow.name === name))
+  if (unknown?.length) throw new OperationError(`no workflow of JOBS_DIR is named ${unknown.join(', ')}: a replay runs the workflows defined there`)
   const generation = await generationOf(ctx, options)
   const entries = await selectChanges(ctx.redis, ctx.layout, options, journalSince(ctx.config))
-  const plan = planReplay(entries, await ctx.workflows(), ctx.config, ctx.layout, options, generation)
+  const plan = planReplay(entries, workflows, ctx.config, ctx.layout, options, generation)
   const before = await statuses(ctx.redis, plan.runs)
   const report: ReplayReport = {
     generation,
@@ -179,6 +180,8 @@ export function replayOptions (values: ReplayValues, flags: Pick<ReplayOptions, 
   const one = (name: keyof ReplayValues) => values[name]?.at(-1)
   const list = (name: keyof ReplayValues) => values[name]?.flatMap((item) => item.split(',')).map((item) => item.trim()).filter(Boolean)
   const options: ReplayOptions = { ...flags, workflows: list('workflow'), table: one('table'), actions: list('action'), key: values.key, waitMs: 10 * 60_000 }
+  const action = options.actions?.find((name) => !(ACTIONS as readonly string[]).includes(name))
+  if (action !== undefined) return `--action takes ${ACTIONS.slice(0, -1).join(', ')} or ${ACTIONS.at(-1)}; got "${action}"`
   const window = { from: values.from?.at(-1), to: values.to?.at(-1) }
   for (const [end, text] of Object.entries(window) as Array<[keyof typeof window, string | undefined]>) {
     if (text === undefined) continue
@@ -195,6 +198,7 @@ export function replayOptions (values: ReplayValues, flags: Pick<ReplayOptions, 
   }
   const generation = one('generation')
   if (generation !== undefined) {
+    if (!flags.force) return '--generation names a forced replay: add --force'
     if (!/^\d+$/.test(generation)) return `--generation takes a number; got "${generation}"`
     options.generation = Number(generation)
   }

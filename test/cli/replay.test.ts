@@ -157,3 +157,19 @@ t.test('with the journal off (JOURNAL_RETENTION=0) a replay says so, exits 1 and
   }
   t.equal(await service.redis.get(new Layout(service.config.REDIS_PREFIX).home.replayGeneration()), before, 'no generation was taken')
 })
+
+t.test('an action replay does not know, or --generation without --force, is a usage error; so is a workflow JOBS_DIR does not define', async (t) => {
+  const layout = new Layout(service.config.REDIS_PREFIX)
+  const before = await service.redis.get(layout.home.replayGeneration())
+  const usage = async (argv: string[], error: RegExp) => {
+    const run = await cli('replay', ...argv)
+    t.same([run.code, run.out], [2, []], argv.join(' '))
+    t.match(run.stderr, error)
+  }
+  await usage(['--action', 'upsert', '--dry-run'], /^error: --action takes insert, update, delete or read; got "upsert"/)
+  await usage(['--action', 'insert,UPDATE', '--force'], /^error: --action takes insert, update, delete or read; got "UPDATE"/)
+  await usage(['--generation', '1'], /^error: --generation names a forced replay: add --force/)
+  const unknown = await cli('replay', '--workflow', 'ledger-apply,ledger-aply', '--force')
+  t.same([unknown.code, unknown.out, unknown.stderr], [1, [], 'error: no workflow of JOBS_DIR is named ledger-aply: a replay runs the workflows defined there'])
+  t.equal(await service.redis.get(layout.home.replayGeneration()), before, 'no generation was taken')
+})
