@@ -163,6 +163,7 @@ export function scriptArguments (keys: Keyspace, segments: readonly Segment[]): 
       jobs: change.jobs.map(scriptJob),
       journal: segment.journal && change.journal,
       again: change.again ? 1 : undefined,
+      forced: change.forced ? 1 : undefined,
     })),
     quarantine: segment.quarantine.map(scriptJob),
     positions: segment.positions,

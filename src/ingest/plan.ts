@@ -41,11 +41,17 @@ export interface PlannedChange {
   jobs: JobSpec[]
   /**
    * Kept in the change journal when accepted: its entry in the journal's row index, and the byte
-   * length of the change's JSON, which ends every job's data (the script copies it from there).
+   * length of the change's JSON, which ends every job's data (the script copies it from there);
+   * and, when its runs are split over shards, every workflow it started (the jobs name only theirs).
    */
-  journal?: { row: string, bytes: number }
+  journal?: { row: string, bytes: number, workflows?: string[] }
   /** A replay without --force: only runs the change never had are started (see src/journal/replay.ts). */
   again?: boolean
+  /**
+   * A forced replay's change: when its generation wrote it already (an interrupted replay, or
+   * one that selected other workflows), the runs it does not have yet start.
+   */
+  forced?: boolean
 }
 
 export interface Rejection {

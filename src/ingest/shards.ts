@@ -35,8 +35,10 @@ export function splitPlan (plan: BatchPlan, layout: Layout): Array<{ plan: Batch
       const shard = layout.shardOf(job.row ?? change.changeId)
       byShard.set(shard, [...(byShard.get(shard) ?? []), job])
     }
-    // Journalled once, in the first of its shards: trace and replay look in every shard.
-    let journal = change.journal
+    // Journalled once, in the first of its shards (trace and replay look in every shard), with
+    // every workflow the change started: the entry's shard holds only some of its runs.
+    const split = byShard.size > 1
+    let journal = change.journal && split ? { ...change.journal, workflows: change.jobs.map((job) => job.queue) } : change.journal
     for (const [shard, jobs] of byShard) {
       parts[shard]!.plan.changes.push({ ...change, jobs, journal })
       parts[shard]!.origin.push(index)

@@ -89,7 +89,7 @@ export function planReplay (entries: readonly JournalEntry[], workflows: readonl
         plan.unmatched++
         continue
       }
-      changes.push({ ...change, jobs, again: generation === 0 })
+      changes.push({ ...change, jobs, again: generation === 0, forced: generation > 0 })
       for (const job of jobs) {
         plan.runs.push({ changeId: change.changeId, workflow: job.queue, run: job.run!, firstJob: job.id, keys: layout.shards[layout.shardOf(job.row ?? change.changeId)]! })
       }

@@ -1,4 +1,5 @@
 import { parseDuration } from '../config.ts'
+import { actions as ACTIONS } from '../sequin/message.ts'
 import { commitReplay, planReplay, runStatus, selectChanges, type ReplayRun, type ReplaySelection, type RunStatus } from '../journal/replay.ts'
 import type { RedisClient } from '../redis/connection.ts'
 import { OperationError } from './cli-commands.ts'
@@ -54,10 +55,7 @@ async function statuses (redis: RedisClient, runs: readonly ReplayRun[]): Promis
 }
 
 async function generationOf (ctx: ReplayContext, options: ReplayOptions): Promise<number> {
-  if (!options.force) {
-    if (options.generation !== undefined) throw new OperationError('--generation names a forced replay: add --force')
-    return 0
-  }
+  if (!options.force) return 0
   const key = ctx.layout.home.replayGeneration()
   if (options.generation === undefined) return options.dryRun ? Number(await ctx.redis.get(key) ?? 0) + 1 : ctx.redis.incr(key)
   const last = Number(await ctx.redis.get(key) ?? 0)
@@ -70,9 +68,13 @@ async function generationOf (ctx: ReplayContext, options: ReplayOptions): Promis
  * order with live traffic). Exit 1 when a replayed run failed or had not finished in `waitMs`.
  */
 export async function replay (ctx: ReplayContext, options: ReplayOptions): Promise<CommandResult<ReplayReport>> {
+  if (ctx.config.JOURNAL_RETENTION === 0) throw new OperationError('the change journal is off here (JOURNAL_RETENTION=0): there is nothing to replay')
+  const workflows = await ctx.workflows()
+  const unknown = options.workflows?.filter((name) => !workflows.some((workflow) => workflow.name === name))
+  if (unknown?.length) throw new OperationError(`no workflow of JOBS_DIR is named ${unknown.join(', ')}: a replay runs the workflows defined there`)
   const generation = await generationOf(ctx, options)
   const entries = await selectChanges(ctx.redis, ctx.layout, options, journalSince(ctx.config))
-  const plan = planReplay(entries, await ctx.workflows(), ctx.config, ctx.layout, options, generation)
+  const plan = planReplay(entries, workflows, ctx.config, ctx.layout, options, generation)
   const before = await statuses(ctx.redis, plan.runs)
   const report: ReplayReport = {
     generation,
@@ -153,12 +155,22 @@ function reportText (report: ReplayReport, waitMs: number): string[] {
   return lines
 }
 
-/** A commit time given as ISO text, or as a duration ago (`2h`). */
+// Commit timestamps are UTC: a time without its offset would be read in this process's zone, and
+// Date.parse alone takes "hello 2020" for 2020 and February 30 for March 2.
+const ISO_TIME = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(?:Z|[+-](\d{2}):(\d{2}))$/i
+
+/** A commit time given as ISO text with its offset, or as a duration ago (`2h`). */
 function timeOf (text: string, now: number): number | undefined {
   const ago = parseDuration(text, 's')
   if (ago !== undefined) return now - ago
-  const at = Date.parse(text)
-  return Number.isNaN(at) ? undefined : at
+  const match = ISO_TIME.exec(text.trim())
+  if (!match) return undefined
+  // Absent parts are NaN, which no bound below refuses.
+  const [year, month, day, hour, minute, second, offsetHours, offsetMinutes] = match.slice(1).map(Number) as number[]
+  const date = new Date(Date.UTC(year!, month! - 1, day!))
+  const real = date.getUTCFullYear() === year && date.getUTCMonth() === month! - 1 && date.getUTCDate() === day
+  if (!real || hour! > 23 || minute! > 59 || second! > 59 || offsetHours! > 23 || offsetMinutes! > 59) return undefined
+  return Date.parse(text.trim())
 }
 
 type ReplayValues = Partial<Record<'workflow' | 'table' | 'action' | 'key' | 'from' | 'to' | 'generation' | 'wait', string[]>>
@@ -168,13 +180,16 @@ export function replayOptions (values: ReplayValues, flags: Pick<ReplayOptions, 
   const one = (name: keyof ReplayValues) => values[name]?.at(-1)
   const list = (name: keyof ReplayValues) => values[name]?.flatMap((item) => item.split(',')).map((item) => item.trim()).filter(Boolean)
   const options: ReplayOptions = { ...flags, workflows: list('workflow'), table: one('table'), actions: list('action'), key: values.key, waitMs: 10 * 60_000 }
+  const action = options.actions?.find((name) => !(ACTIONS as readonly string[]).includes(name))
+  if (action !== undefined) return `--action takes ${ACTIONS.slice(0, -1).join(', ')} or ${ACTIONS.at(-1)}; got "${action}"`
   const window = { from: values.from?.at(-1), to: values.to?.at(-1) }
   for (const [end, text] of Object.entries(window) as Array<[keyof typeof window, string | undefined]>) {
     if (text === undefined) continue
     const at = timeOf(text, now)
-    if (at === undefined) return `--${end} takes an ISO time (2026-12-01T10:00:00Z) or a duration ago (30m, 2h, 1d); got "${text}"`
+    if (at === undefined) return `--${end} takes an ISO time with its offset (2026-12-01T10:00:00Z) or a duration ago (30m, 2h, 1d); got "${text}"`
     options[end] = at
   }
+  if (options.from !== undefined && options.to !== undefined && options.from > options.to) return '--from is after --to: the window holds nothing'
   const wait = one('wait')
   if (wait !== undefined) {
     const ms = parseDuration(wait, 's')
@@ -183,6 +198,7 @@ export function replayOptions (values: ReplayValues, flags: Pick<ReplayOptions, 
   }
   const generation = one('generation')
   if (generation !== undefined) {
+    if (!flags.force) return '--generation names a forced replay: add --force'
     if (!/^\d+$/.test(generation)) return `--generation takes a number; got "${generation}"`
     options.generation = Number(generation)
   }

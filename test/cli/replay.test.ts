@@ -118,3 +118,58 @@ t.test('a replay without --force starts the runs a change never had: a workflow 
   t.equal(ran('ledger-apply', '80').length, 2, 'the run it had is not run again')
   t.match(out, ['replay without --force: only runs the changes never had start', /^selected 1 journalled changes: 2 runs/, /already there .*: 1$/, /^ {2}enqueued: 1 \(0 late/])
 })
+
+t.test('a generation run again with another selection starts the runs it had not, and nothing twice', async (t) => {
+  t.match((await service.post({ data: [message('ledger', 90, 'update', 7_500_001)] })).json(), { accepted: 1 })
+  await waitFor(() => ran('ledger-apply', '90').length === 2 && ran('ledger-audit', '90').length === 1, 5_000, 'its runs')
+  const select = ['--table', 'ledger', '--key', '90']
+  const first = await report(...select, '--workflow', 'ledger-apply', '--force', '--wait', '5s')
+  t.match(first, { code: 0, runs: 1, enqueued: 1, finished: 1 }, 'ledger-apply only')
+  const generation = String(first.generation)
+  const second = await report(...select, '--workflow', 'ledger-audit', '--force', '--generation', generation, '--wait', '5s')
+  t.match(second, { code: 0, generation: first.generation, runs: 1, existing: 0, enqueued: 1, notStarted: 0, finished: 1 }, 'ledger-audit joins the generation')
+  const both = await report(...select, '--force', '--generation', generation, '--wait', '2s')
+  t.match(both, { code: 0, runs: 2, existing: 2, enqueued: 0 }, 'the whole change: both runs are there')
+  await sleep(300)
+  t.same([ran('ledger-apply', '90').length, ran('ledger-audit', '90').length], [4, 2], 'each run of the generation once')
+})
+
+t.test('a commit-time window is an ISO time with its offset, or a duration ago; anything else is a usage error', async (t) => {
+  t.match((await service.post({ data: [message('ledger', 95, 'insert', 7_600_001)] })).json(), { accepted: 1 })
+  for (const text of ['hello 2020', 'yesterday 10', '-5', 'Dec 1', '2026-02-30T00:00:00Z', '2026-12-01T10:00:00', '2026-12-01']) {
+    const run = await cli('replay', '--from', text, '--dry-run')
+    t.same([run.code, run.out], [2, []], `--from "${text}": nothing done`)
+    t.match(run.stderr, /^error: --from takes an ISO time with its offset \(2026-12-01T10:00:00Z\) or a duration ago/)
+  }
+  t.match(await report('--dry-run', '--key', '95', '--from', '2025-06-12T16:00:00+02:00', '--to', '2025-06-12T14:03:27.512304Z'), { code: 0, selected: 1 }, 'offsets and fractions of a second')
+  const reversed = await cli('replay', '--from', '2026-01-02T00:00:00Z', '--to', '2026-01-01T00:00:00Z', '--force')
+  t.same([reversed.code, reversed.out], [2, []])
+  t.match(reversed.stderr, /^error: --from is after --to/)
+})
+
+t.test('with the journal off (JOURNAL_RETENTION=0) a replay says so, exits 1 and takes no generation', async (t) => {
+  const off = await startService({ workers: false, env: { JOURNAL_RETENTION: '0', REDIS_PREFIX: service.config.REDIS_PREFIX } })
+  t.teardown(() => off.close())
+  const before = await service.redis.get(new Layout(service.config.REDIS_PREFIX).home.replayGeneration())
+  for (const argv of [['--dry-run'], ['--force', '--wait', '0']]) {
+    const run = await cliOf(off)('replay', ...argv)
+    t.same([run.code, run.out, run.stderr], [1, [], 'error: the change journal is off here (JOURNAL_RETENTION=0): there is nothing to replay'], argv.join(' '))
+  }
+  t.equal(await service.redis.get(new Layout(service.config.REDIS_PREFIX).home.replayGeneration()), before, 'no generation was taken')
+})
+
+t.test('an action replay does not know, or --generation without --force, is a usage error; so is a workflow JOBS_DIR does not define', async (t) => {
+  const layout = new Layout(service.config.REDIS_PREFIX)
+  const before = await service.redis.get(layout.home.replayGeneration())
+  const usage = async (argv: string[], error: RegExp) => {
+    const run = await cli('replay', ...argv)
+    t.same([run.code, run.out], [2, []], argv.join(' '))
+    t.match(run.stderr, error)
+  }
+  await usage(['--action', 'upsert', '--dry-run'], /^error: --action takes insert, update, delete or read; got "upsert"/)
+  await usage(['--action', 'insert,UPDATE', '--force'], /^error: --action takes insert, update, delete or read; got "UPDATE"/)
+  await usage(['--generation', '1'], /^error: --generation names a forced replay: add --force/)
+  const unknown = await cli('replay', '--workflow', 'ledger-apply,ledger-aply', '--force')
+  t.same([unknown.code, unknown.out, unknown.stderr], [1, [], 'error: no workflow of JOBS_DIR is named ledger-aply: a replay runs the workflows defined there'])
+  t.equal(await service.redis.get(layout.home.replayGeneration()), before, 'no generation was taken')
+})

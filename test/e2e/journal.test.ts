@@ -3,7 +3,8 @@ import { journalRowId } from '../../src/ingest/identity.ts'
 import { rowEntries } from '../../src/journal/read.ts'
 import { Layout } from '../../src/keys.ts'
 import { startService, type Service } from '../helpers/service.ts'
-import { message, sleep } from '../helpers/stack.ts'
+import { cliOf } from '../helpers/service.ts'
+import { keyRowOf, message, pkRowOf, sleep } from '../helpers/stack.ts'
 
 // The change journal: written by the ingest script with the change's acceptance, bounded by age
 // and length, off at JOURNAL_RETENTION=0. No workers: what is stored is what is checked.
@@ -74,4 +75,23 @@ t.test('the journal is bounded by age (JOURNAL_RETENTION)', async (t) => {
   t.equal((await rowEntries(svc.redis, layout.shards, 'ledger', ['3000'], since)).length, 1)
   await sleep(1_000)
   t.equal(await svc.redis.exists(layout.home.journalRow(journalRowId('ledger', ['2000']))), 0, 'the row index expired')
+})
+
+t.test('a change whose runs live in two shards is journalled once, with every workflow it started; trace finds both runs', async (t) => {
+  const { svc } = await service(t, { REDIS_SHARDS: '2' })
+  const layout = new Layout(svc.config.REDIS_PREFIX, 2)
+  const entry = (account: string) => message('ledger_entries', 5, 'insert', 9_600_001, { account })
+  const pkShard = layout.shardOf(pkRowOf(entry('')))
+  // ledger-by-account's run lives in its account's row: a shard other than the primary key's.
+  const account = Array.from({ length: 50 }, (_, i) => `acct-${i}`).find((a) => layout.shardOf(keyRowOf(entry(a), a)) !== pkShard)!
+  t.match((await svc.post({ data: [entry(account)] })).json(), { accepted: 1 })
+  const lengths = await Promise.all(layout.shards.map((keys) => svc.redis.xlen(keys.journal())))
+  t.equal(lengths[0]! + lengths[1]!, 1, 'one entry in all')
+  const [journalled] = await rowEntries(svc.redis, layout.shards, 'ledger_entries', ['5'], 0)
+  t.same(journalled?.workflows.sort(), ['ledger-by-account', 'ledger-entry-sync'], 'both workflows, whichever shard holds the entry')
+  const trace = JSON.parse((await cliOf(svc)('trace', 'ledger_entries', '5', '--json')).stdout)
+  t.same(trace.changes[0].runs.map((run: { workflow: string, state: string }) => [run.workflow, run.state]).sort(), [
+    ['ledger-by-account', 'running'],
+    ['ledger-entry-sync', 'running'],
+  ], 'the change\'s own runs, in both shards (queued: no workers here)')
 })

@@ -11,7 +11,9 @@
 --     quarantine may hold; journal: { minId, maxLen, keep (ms), rowMax } when the change journal is on;
 --     changes: { { id = change id, version = { lsn, idx } (canonical decimal text; absent on
 --              reads), late = 0 or 1 when already decided (see late.lua), jobs = { job, ... },
---              journal = { row, bytes } to journal it when accepted, again = 1 for a replay } },
+--              journal = { row, bytes, workflows (every workflow the change started, when its runs
+--              are split over shards) } to journal it when accepted, again = 1 for a replay without
+--              --force, forced = 1 for a forced replay } },
 --              in commit order
 --     quarantine: { job, ... }
 --     positions: { { row = primary-key row, version = { lsn, idx } }, ... } of unmatched changes
@@ -80,8 +82,11 @@ end
 -- change is the tail of its first job's data, `bytes` long: it is not sent twice.
 local function journal(change)
   local data = ARGV[change.jobs[1].data]
-  local names = {}
-  for i, job in ipairs(change.jobs) do names[i] = job.queue end
+  local names = change.journal.workflows
+  if not names then
+    names = {}
+    for i, job in ipairs(change.jobs) do names[i] = job.queue end
+  end
   local id = rcall('XADD', OWN .. ':journal', 'MAXLEN', '~', plan.journal.maxLen, '*', 'i', change.id,
     'w', table.concat(names, ','), 'c', string.sub(data, #data - change.journal.bytes, #data - 1))
   local index = OWN .. ':jr:' .. change.journal.row
@@ -90,10 +95,12 @@ local function journal(change)
 end
 
 -- A new change; or a replay without --force (`again`) of one whose outcome is still known: it
--- starts only the runs the change never had.
+-- starts only the runs the change never had. A forced replay's change is new to its generation,
+-- unless the generation is run again (interrupted, or with other workflows selected): then, as
+-- `again`, only the runs it does not have start.
 local function admit(change, seen)
   if change.again then return rcall('EXISTS', seen) == 1 end
-  return rcall('HSETNX', seen, '_', 1) == 1
+  return rcall('HSETNX', seen, '_', 1) == 1 or change.forced == 1
 end
 
 -- A change's dedup hash: field `_` while it is deduplicated, and a field per finished run (see
