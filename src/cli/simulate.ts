@@ -77,6 +77,10 @@ Example:
           immediateRetryMs: 500,
           timeoutMs: (options.timeout ?? options.duration + 120) * 1000,
         })
+      } catch (error) {
+        // Given up (timed out, say): what got through so far, before the error line.
+        session.err(`so far: ${live.committed} committed, ${live.acked} acknowledged, ${live.redeliveries} retried, ${live.requests} requests`)
+        throw error
       } finally {
         if (timer) clearInterval(timer)
         bar?.update(live.committed, figures(live))
