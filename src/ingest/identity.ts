@@ -23,6 +23,11 @@ export function changeId (metadata: SequinMetadata): string {
   return digest('change', source, key)
 }
 
+/** A change's content, as its JSON: two messages with one identity but other contents differ here. */
+export function contentFingerprint (changeJson: string): string {
+  return hash('sha1', changeJson, 'base64url')
+}
+
 export function runId (change: string, workflow: string): string {
   return digest('run', change, workflow)
 }

@@ -123,10 +123,10 @@ function readBody (text: string, config: Pick<Config, 'MAX_BATCH_MESSAGES'>): Bo
   return { ok: true, messages: envelope.messages, depth: parsed.depth }
 }
 
-function planBody (body: Extract<Body, { ok: true }>, workflows: readonly Workflow[], jobOptions: JobOptions, journal: boolean): { ok: true, plan: BatchPlan, now: Date } {
+function planBody (body: Extract<Body, { ok: true }>, workflows: readonly Workflow[], jobOptions: JobOptions, journal: boolean, fingerprints = false): { ok: true, plan: BatchPlan, now: Date } {
   const now = new Date()
   // No message is deeper than the body: most bodies spare planning the per-message depth check.
-  return { ok: true, plan: planBatch(body.messages, workflows, jobOptions, now, { checkDepth: body.depth > MAX_JSON_DEPTH, journal }), now }
+  return { ok: true, plan: planBatch(body.messages, workflows, jobOptions, now, { checkDepth: body.depth > MAX_JSON_DEPTH, journal, fingerprints }), now }
 }
 
 /** Parses a body exactly and plans it (pure): what the webhook would write, or why it refuses it. */
@@ -156,7 +156,7 @@ export function createIngest ({ redis, layout, workflows, jobOptions, config, me
       const n = redelivered.changes.length
       return { kind: 'accepted', counts: { accepted: 0, duplicates: n, unmatched: 0, quarantined: 0, jobs: 0 } }
     }
-    const { plan, now } = planBody(body, workflows, jobOptions, journal !== undefined)
+    const { plan, now } = planBody(body, workflows, jobOptions, journal !== undefined, recent !== undefined)
     for (const table of plan.unknownChanges.keys()) {
       if (warnedTables.has(table)) continue
       warnedTables.add(table)
@@ -184,7 +184,7 @@ export function createIngest ({ redis, layout, workflows, jobOptions, config, me
       return { kind: 'quarantine-full', held: committed.quarantineFull.held, limit: config.QUARANTINE_LIMIT, errors: rejections() }
     }
     count(metrics, plan, committed)
-    if (recent) for (const change of plan.changes) recent.add(change.changeId)
+    if (recent) for (const change of plan.changes) if (change.fingerprint) recent.add(change.changeId, change.fingerprint)
     if (committed.dropped > 0) log.warn({ dropped: committed.dropped }, 'runs of workflows an operator gave up (discard-workflow) were not started')
     if (committed.late > 0 || committed.skipped > 0) log.warn({ late: committed.late, skipped: committed.skipped }, 'late changes: older than changes already accepted for their rows')
     for (const entry of plan.quarantine) {

@@ -4,7 +4,7 @@ import { comparePositions, positionOf, type Position } from '../sequin/position.
 import { toChange, type Change } from '../workflows/change.ts'
 import type { Workflow } from '../workflows/define.ts'
 import { routeChange, tableMatches } from '../workflows/route.ts'
-import { changeId, changeIdentity, journalRowId, quarantineJobId, rowId, runId, stepJobId } from './identity.ts'
+import { changeId, changeIdentity, contentFingerprint, journalRowId, quarantineJobId, rowId, runId, stepJobId } from './identity.ts'
 import { firstStepHeader, stepJobJson } from './job-data.ts'
 
 export type { StepJobData } from './job-data.ts'
@@ -45,6 +45,8 @@ export interface PlannedChange {
    * and, when its runs are split over shards, every workflow it started (the jobs name only theirs).
    */
   journal?: { row: string, bytes: number, workflows?: string[] }
+  /** What the change's JSON hashes to, when asked for (see src/ingest/redelivery.ts). */
+  fingerprint?: string
   /** A replay without --force: only runs the change never had are started (see src/journal/replay.ts). */
   again?: boolean
   /**
@@ -91,6 +93,8 @@ export interface PlanOptions {
   journal?: boolean
   /** The identity a change is planned under, given its own (a forced replay's generation). */
   changeId?: (own: string) => string
+  /** Note each change's fingerprint (`contentFingerprint` of its JSON). */
+  fingerprints?: boolean
 }
 
 /**
@@ -140,7 +144,8 @@ function planMessage (plan: BatchPlan, workflows: readonly Workflow[], options: 
   const changeJson = JSON.stringify(message)
   const jobs = rows.rows.map(({ workflow, row }): JobSpec => jobOf(message, changeJson, workflow, id, row, rows.pkRow, options))
   const journal = planOptions.journal ? { row: journalRowId(change.table, change.metadata.record_pks ?? []), bytes: Buffer.byteLength(changeJson) } : undefined
-  plan.changes.push({ changeId: id, index, table, action: change.action, version: positionOf(message.metadata), jobs, journal })
+  const fingerprint = planOptions.fingerprints ? contentFingerprint(changeJson) : undefined
+  plan.changes.push({ changeId: id, index, table, action: change.action, version: positionOf(message.metadata), jobs, journal, fingerprint })
 }
 
 function jobOf (message: SequinMessage, changeJson: string, workflow: Workflow, change: string, row: string | undefined, pkRow: string | undefined, options: JobOptions): JobSpec {

@@ -1,28 +1,33 @@
 import type { Keyspace } from '../keys.ts'
 import type { RedisClient } from '../redis/connection.ts'
 import { parseMessage, type SequinMetadata } from '../sequin/message.ts'
-import { changeId } from './identity.ts'
+import { changeId, contentFingerprint } from './identity.ts'
 
 /** How many accepted change ids a web process remembers: about 5 MB. */
 export const RECENT_CHANGES = 50_000
 
 /**
- * The ids of changes this process wrote (accepted or found duplicate), newest last, at most
- * `limit`. Only a hint: Redis still says whether a change is a duplicate.
+ * The changes this process wrote (accepted or found duplicate), by id, with their content's
+ * fingerprint, newest last, at most `limit`. Only a hint: Redis still says whether a change is a
+ * duplicate.
  */
 export class RecentChanges {
-  private readonly ids = new Set<string>()
+  private readonly changes = new Map<string, string>()
 
   constructor (private readonly limit = RECENT_CHANGES) {}
 
   has (id: string): boolean {
-    return this.ids.has(id)
+    return this.changes.has(id)
   }
 
-  add (id: string): void {
-    this.ids.delete(id)
-    this.ids.add(id)
-    if (this.ids.size > this.limit) this.ids.delete(this.ids.values().next().value!)
+  fingerprint (id: string): string | undefined {
+    return this.changes.get(id)
+  }
+
+  add (id: string, fingerprint: string): void {
+    this.changes.delete(id)
+    this.changes.set(id, fingerprint)
+    if (this.changes.size > this.limit) this.changes.delete(this.changes.keys().next().value!)
   }
 }
 
@@ -33,11 +38,12 @@ export interface Redelivered {
 
 /**
  * A redelivery (Sequin retried a batch whose answer it did not get) is answered without
- * planning or writing anything when every message is valid, was written by this process
- * recently, and still holds its dedup mark in Redis: exactly the changes the ingest script would
- * find to be duplicates. Anything else (a new change, an invalid message, a mark gone) returns
- * null, and the batch takes the full path. One shard only: on several, a change's marks live in
- * the shards of its runs.
+ * planning or writing anything when every message is valid, is exactly (the same JSON) a change
+ * this process planned and wrote recently, and its dedup mark is still in Redis: the same
+ * message plans the same way, and the ingest script would find it a duplicate. Anything else (a
+ * new change, another message under a known identity, an invalid one, a mark gone) returns null,
+ * and the batch takes the full path. One shard only: on several, a change's marks live in the
+ * shards of its runs.
  */
 export async function asRedelivery (messages: readonly unknown[], recent: RecentChanges, redis: RedisClient, keys: Keyspace): Promise<Redelivered | null> {
   // First a glance at each message's identity, unvalidated: a new batch leaves here at once,
@@ -59,7 +65,13 @@ export async function asRedelivery (messages: readonly unknown[], recent: Recent
     const parsed = parseMessage(raw)
     if (!parsed.ok) return null
     const id = changeId(parsed.message.metadata)
-    if (!recent.has(id)) return null
+    let json: string
+    try {
+      json = JSON.stringify(parsed.message) // as planning serialises it
+    } catch {
+      return null
+    }
+    if (recent.fingerprint(id) !== contentFingerprint(json)) return null
     ids.push(id)
     const { metadata, action } = parsed.message
     changes.push({ table: `${metadata.table_schema}.${metadata.table_name}`, action })

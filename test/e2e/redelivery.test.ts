@@ -50,3 +50,13 @@ t.test('an identity that cannot be text is left to planning, which quarantines i
   const odd = { ...paidChange(7), metadata: { ...paidChange(7).metadata, idempotency_key: { toString: 'x', valueOf: 'y' } } }
   t.match(await answer([odd]), { status: 200, body: { quarantined: 1 } })
 })
+
+t.test('another message under a known identity is planned as what it is', async (t) => {
+  const other = { ...batch[1]!, metadata: { ...batch[1]!.metadata, table_name: 'no_workflow_here' } }
+  t.match(await answer([other]), { status: 200, body: { accepted: 0, duplicates: 0, unmatched: 1 } }, 'unmatched, not a duplicate')
+  const deep: Record<string, unknown> = {}
+  let at = deep
+  for (let i = 0; i < 1_100; i++) at = (at.a = {}) as Record<string, unknown>
+  const tooDeep = { ...batch[2]!, record: { ...batch[2]!.record, deep } }
+  t.match(await answer([tooDeep]), { status: 200, body: { duplicates: 0, quarantined: 1 } }, 'quarantined, not a duplicate')
+})
