@@ -32,6 +32,8 @@ for _, name in ipairs(call.queues) do queue(name) end
 -- The segment being written, and what it did.
 local plan, now
 local added, late, skipped, dropped
+-- The journal's age bound, as of the last segment that journalled a change: trimmed once a call.
+local trimTo
 
 -- Looked up once a call: no script runs while this one does.
 local discarded = {}
@@ -78,7 +80,7 @@ local function enter(job, lateRun)
 end
 
 -- The change journal (src/journal): an accepted change's entry in the shard's stream (trimmed by
--- length here, by age once a segment), and the entry's id in its row's index (for `trace`). The
+-- length here, by age once a call that journalled anything), and the entry's id in its row's index (for `trace`). The
 -- change is the tail of its first job's data, `bytes` long: it is not sent twice.
 local function journal(change)
   local data = ARGV[change.jobs[1].data]
@@ -92,6 +94,7 @@ local function journal(change)
   local index = OWN .. ':jr:' .. change.journal.row
   if rcall('RPUSH', index, id) > plan.journal.rowMax then rcall('LTRIM', index, -plan.journal.rowMax, -1) end
   rcall('PEXPIRE', index, plan.journal.keep)
+  trimTo = plan.journal.minId
 end
 
 -- A new change; or a replay without --force (`again`) of one whose outcome is still known: it
@@ -155,7 +158,6 @@ local function writeSegment()
     flags[i] = fresh
     if fresh == 1 and change.journal then journal(change) end
   end
-  if plan.journal then rcall('XTRIM', OWN .. ':journal', 'MINID', '~', plan.journal.minId) end
   for _, job in ipairs(plan.quarantine) do add(job) end
   -- A newer change no workflow wanted is still its row's newest: an older one arriving later is late.
   for _, position in ipairs(plan.positions) do isLate(position.row, position.version) end
@@ -174,4 +176,5 @@ for _, segment in ipairs(call.segments) do
   results[#results + 1] = #result
   for _, value in ipairs(result) do results[#results + 1] = value end
 end
+if trimTo then rcall('XTRIM', OWN .. ':journal', 'MINID', '~', trimTo) end
 return results
