@@ -16,12 +16,27 @@ export interface StepJobHeader {
   commitTimestamp: string
   /** The change's trace context (W3C traceparent), only while tracing is on (src/tracing). */
   trace?: string
+  /**
+   * The results of the run's earlier steps, by step name, carried from step to step so that a
+   * step's first start reads nothing: `{}` on a first step. Absent on jobs of an earlier release
+   * and when the results grew too large to carry (CARRIED_RESULTS_MAX_BYTES): the step then reads
+   * them from the run's record.
+   */
+  results?: Record<string, unknown>
 }
 
 /** The job data every step of a run carries: who it is, then the change itself. */
 export interface StepJobData extends StepJobHeader {
   change: SequinMessage
+  /**
+   * Set (after the change, by the ingest script) when the change is older than one already
+   * accepted for its row: `change.late` for the run's steps.
+   */
+  late?: true
 }
+
+/** The most results (as JSON) a step job carries; past it, the next steps read the run's record. */
+export const CARRIED_RESULTS_MAX_BYTES = 16 * 1024
 
 /**
  * A step job's data as JSON text. The change goes last and is serialised once per change (the
@@ -45,6 +60,7 @@ export function firstStepHeader (message: SequinMessage, workflow: Workflow, run
     key: metadata.record_pks ?? [],
     action: message.action,
     commitTimestamp: metadata.commit_timestamp,
+    results: {},
   }
 }
 

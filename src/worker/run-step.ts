@@ -5,10 +5,12 @@ import type { Metrics } from '../metrics.ts'
 import type { RowKeyFields } from '../row-keys.ts'
 import { idempotencyKey, stepJobId } from '../ingest/identity.ts'
 import type { JobOptions, StepJobData } from '../ingest/plan.ts'
+import { CARRIED_RESULTS_MAX_BYTES } from '../ingest/job-data.ts'
 import { declaredKeys } from '../redis/declared-keys.ts'
 import type { ScriptedRedis } from '../redis/scripts.ts'
 import { toChange } from '../workflows/change.ts'
 import { PermanentError, type Workflow } from '../workflows/define.ts'
+import { StepJob } from './step-job.ts'
 
 export interface StepRunnerDeps {
   redis: ScriptedRedis
@@ -32,9 +34,10 @@ function toJson (value: unknown, step: string): string {
 }
 
 /**
- * The processor of every workflow queue. A step runs, then one script records its result and
- * releases the next step. If the worker dies after that script but before BullMQ marks the job
- * completed, the re-run finds the result and returns it without running the step again.
+ * The processor of every workflow queue. A step runs, then one script records its result,
+ * releases the next step and (for a StepJob, which is what StepWorker runs) completes the job.
+ * A job started again (the worker died before that script, or its reply was lost) reads the
+ * run's record first: a step recorded before is not executed again, its result is returned.
  */
 export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs, log, rowKey, metrics }: StepRunnerDeps) {
   const byName = new Map(workflows.map((workflow) => [workflow.name, workflow]))
@@ -51,22 +54,35 @@ export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs
 
     const runKey = keys.run(data.run)
     const seenKey = keys.seen(data.changeId)
-    // The run's record, and its end marker in its change's dedup hash: one round trip.
-    const [[, record], [, ended]] = await redis.multi().hgetall(runKey).hget(seenKey, workflow.name).exec() as [[unknown, Record<string, string>], [unknown, string | null]]
-    const stored = record ?? {}
-    if (ended === 'd') return null // finished: a step re-run after a crash is not executed again
-    if (stored.discarded !== undefined) {
-      log.warn({ workflow: workflow.name, step: step.name, run: data.run, jobId: job.id }, 'the run was discarded by an operator: its step is not run again')
-      return null
+    let results: Record<string, unknown>
+    let late = data.late === true
+    if (data.results !== undefined && job.attemptsStarted <= 1 && job.id === stepJobId(data.run, data.step)) {
+      // The first start of a job this service made: nothing of this step can be recorded yet (a
+      // job that ran before was started before, and BullMQ counts starts; a retry keeps the
+      // count), and the earlier results came with the job. A job added by hand under another
+      // id (a dashboard's copy) reads the record.
+      results = data.results
+    } else {
+      // Started again (after a crash, a lost lock, a retry), or a job that carries nothing: the
+      // run's record, and its end marker in its change's dedup hash, in one round trip.
+      const [[, record], [, ended]] = await redis.multi().hgetall(runKey).hget(seenKey, workflow.name).exec() as [[unknown, Record<string, string>], [unknown, string | null]]
+      const stored = record ?? {}
+      if (ended === 'd') return null // finished: a step re-run after a crash is not executed again
+      if (stored.discarded !== undefined) {
+        log.warn({ workflow: workflow.name, step: step.name, run: data.run, jobId: job.id }, 'the run was discarded by an operator: its step is not run again')
+        return null
+      }
+      const done = stored[`r${data.stepIndex}`]
+      if (done !== undefined) return JSON.parse(done)
+      late ||= stored.late === '1'
+      results = data.results ?? {}
+      if (data.results === undefined) {
+        workflow.steps.slice(0, data.stepIndex).forEach((earlier, i) => {
+          const json = stored[`r${i}`]
+          if (json !== undefined) results[earlier.name] = JSON.parse(json)
+        })
+      }
     }
-    const done = stored[`r${data.stepIndex}`]
-    if (done !== undefined) return JSON.parse(done)
-
-    const results: Record<string, unknown> = {}
-    workflow.steps.slice(0, data.stepIndex).forEach((earlier, i) => {
-      const json = stored[`r${i}`]
-      if (json !== undefined) results[earlier.name] = JSON.parse(json)
-    })
     const stepLog = log.child({
       workflow: workflow.name,
       step: step.name,
@@ -80,7 +96,6 @@ export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs
     const started = performance.now()
     stepLog.debug({ attempt }, 'step started')
 
-    const late = stored.late === '1'
     if (late && data.stepIndex === 0) stepLog.warn({ commitTimestamp: data.commitTimestamp }, 'late change: older than one already accepted for this row')
     const result = await step.run({
       change: toChange(data.change, late),
@@ -93,12 +108,17 @@ export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs
     })
 
     const next = workflow.steps[data.stepIndex + 1]
+    const resultJson = toJson(result, step.name)
     const argv: Array<string | number> = [
-      keys.bullPrefix, keys.own, data.stepIndex, toJson(result, step.name), runTtlMs, Date.now(),
+      keys.bullPrefix, keys.own, data.stepIndex, resultJson, runTtlMs, Date.now(),
       data.run, workflow.name, data.row ?? '', seenKey,
     ]
     if (next) {
-      const nextData: StepJobData = { ...data, step: next.name, stepIndex: data.stepIndex + 1 }
+      const { results: _carried, ...rest } = data
+      const nextData: StepJobData = { ...rest, step: next.name, stepIndex: data.stepIndex + 1 }
+      // Carried while small; past that the next steps read the run's record.
+      const carried = data.results === undefined ? undefined : { ...results, [step.name]: JSON.parse(resultJson) as unknown }
+      if (carried !== undefined && JSON.stringify(carried).length <= CARRIED_RESULTS_MAX_BYTES) nextData.results = carried
       argv.push(stepJobId(data.run, next.name), next.name, JSON.stringify(nextData), jobOptions.step(workflow.name, next.name))
     }
     const declared = declaredKeys(redis, runKey, function * () {
@@ -112,14 +132,22 @@ export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs
       if (next) yield keys.job(workflow.name, stepJobId(data.run, next.name))
       yield * queueKeys
     })
-    await redis.cfAdvance(declared.length, ...declared, ...argv)
     const seconds = (performance.now() - started) / 1000
-    const labels = { workflow: workflow.name, step: step.name }
-    metrics.stepsCompleted.inc(labels)
-    metrics.stepDuration.observe(labels, seconds)
-    if (next) metrics.stepsEnqueued.inc({ workflow: workflow.name, step: next.name })
-    else metrics.runLag.observe({ workflow: workflow.name }, Math.max(0, Date.now() - Date.parse(data.commitTimestamp)) / 1000)
-    stepLog.info({ attempt, ms: Math.round(seconds * 1000), next: next?.name ?? null }, 'step completed')
+    const recorded = () => {
+      const labels = { workflow: workflow.name, step: step.name }
+      metrics.stepsCompleted.inc(labels)
+      metrics.stepDuration.observe(labels, seconds)
+      if (next) metrics.stepsEnqueued.inc({ workflow: workflow.name, step: next.name })
+      else metrics.runLag.observe({ workflow: workflow.name }, Math.max(0, Date.now() - Date.parse(data.commitTimestamp)) / 1000)
+      stepLog.info({ attempt, ms: Math.round(seconds * 1000), next: next?.name ?? null }, 'step completed')
+    }
+    if (job instanceof StepJob) {
+      // Recorded when BullMQ completes the job, in the same script (step-job.ts).
+      job.completion = { redis, keys: declared, args: argv, recorded }
+    } else {
+      await redis.cfAdvance(declared.length, ...declared, ...argv)
+      recorded()
+    }
     return result
   }
 }

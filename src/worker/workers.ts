@@ -8,6 +8,7 @@ import { createQuarantineRunner, type QuarantineDeps } from './quarantine.ts'
 import type { Tracing } from '../tracing/tracing.ts'
 import { failsForGood } from './outcome.ts'
 import { createStepRunner, type StepRunnerDeps } from './run-step.ts'
+import { StepWorker } from './step-job.ts'
 
 export type WorkerConfig = Pick<Config, 'WORKER_CONCURRENCY' | 'LOCK_DURATION' | 'MAX_STALLED_COUNT' | 'STALLED_INTERVAL'>
 
@@ -45,7 +46,7 @@ export function startWorkers (config: WorkerConfig, connection: RedisClient, dep
     const keys = layout.shards[shard]!
     const untraced = createStepRunner({ ...deps, keys })
     const runStep = deps.tracing?.steps(untraced) ?? untraced
-    for (const workflow of deps.workflows) started.push({ worker: new Worker(workflow.name, runStep, { ...common, prefix: keys.bullPrefix }), keys })
+    for (const workflow of deps.workflows) started.push({ worker: new StepWorker(workflow.name, runStep, { ...common, prefix: keys.bullPrefix }), keys })
   }
   if (deps.shards.includes(0)) {
     const worker = new Worker(QUARANTINE_QUEUE, createQuarantineRunner(deps), { ...common, prefix: layout.home.bullPrefix, concurrency: 1 })

@@ -89,11 +89,30 @@ t.test('a failed run blocks its row until retried; a discarded run lets the row 
   t.equal(await queue.getJob(row6!.jobId), undefined, 'the discarded job is gone')
   t.same(Object.keys(await service.redis.hgetall(keys.run(row6!.jobId.split('.')[1]!))), ['discarded'], 'its run is marked discarded')
 
-  // A job of the discarded run coming back (a dashboard retry of an old one) does not revive it.
+  // A copy of a job of the discarded run (the dashboard's add, with the job's data) does not run.
+  const copy = await queue.add(failedJob.name, failedJob.data, { jobId: `copy-${failedJob.id!}` })
+  await waitFor(async () => (await copy.getState()) === 'completed', 5_000, 'the copied job')
+  t.equal(ran('ledger-apply', '6').length, 3, 'its step did not run again')
+  // Re-added under its own id, it is a first start: its step runs once more, but the run stays
+  // given up: nothing follows it and the row does not wait on it.
   const revived = await queue.add(failedJob.name, failedJob.data, { jobId: failedJob.id })
   await waitFor(async () => (await revived.getState()) === 'completed', 5_000, 'the revived job')
-  t.equal(ran('ledger-apply', '6').length, 3, 'its step did not run again')
+  await settle()
+  t.same(ran('ledger-apply', '6').map((e) => e.step), ['apply', 'apply', 'confirm', 'apply'], 'its first step once more, nothing after it')
+  t.same(Object.keys(await service.redis.hgetall(keys.run(row6!.jobId.split('.')[1]!))), ['discarded'], 'its run is still given up')
   t.same(await blockedRows(service.redis, keys, [queue]), [])
+})
+
+t.test('a step started again reads its run: a completed step retried from the dashboard is not executed again', async (t) => {
+  await service.post({ data: [change('ledger', 80, 'insert')] })
+  await waitFor(() => ran('ledger-apply', '80').length === 2, 5_000, 'the run')
+  const queue = service.queue('ledger-apply')
+  const [apply] = (await queue.getJobs(['completed'])).filter((job) => job.data.key[0] === '80' && job.name === 'apply')
+  t.equal(apply!.attemptsStarted, 1)
+  await apply!.retry('completed')
+  await waitFor(async () => (await apply!.getState()) === 'completed', 5_000, 'the retried job')
+  await settle()
+  t.same(ran('ledger-apply', '80').map((e) => e.step), ['apply', 'confirm'], 'neither step ran again')
 })
 
 t.test('removing a failed job (as the dashboard does) unblocks its row within a reconcile interval', async (t) => {
@@ -119,6 +138,9 @@ t.test('late changes run marked as late, or are skipped when the workflow says s
   t.same(ran('ledger-audit', '8').map((e) => e.late), [false, true])
   t.equal(ran('ledger-sync', '8').length, 1, 'the late state sync was skipped')
   t.equal(ran('ledger-sync', '8')[0]!.lsn, 500_012)
+  // The steps learnt it from their jobs: the ingest script marked the late run's first job.
+  const jobs = (await service.queue('ledger-apply').getJobs(['completed'])).filter((job) => job.data.key[0] === '8')
+  t.same(jobs.map((job) => `${job.name}:${String(job.data.late)}`).sort(), ['apply:true', 'apply:undefined', 'confirm:true', 'confirm:undefined'])
 })
 
 t.test('in a batch written in several script calls, a later unmatched change does not make an earlier one late', async (t) => {

@@ -1,6 +1,7 @@
 import t from 'tap'
 import { executions, failures, reset } from '../fixtures/jobs/_recorder.ts'
 import { fixtureMessages, startService, waitFor, withIdentity } from '../helpers/service.ts'
+import { CARRIED_RESULTS_MAX_BYTES } from '../../src/ingest/job-data.ts'
 
 const service = await startService()
 t.teardown(() => service.close())
@@ -35,6 +36,27 @@ t.test('the steps of a run execute in order, each seeing the results of the earl
   const completed = await queue.getJobs(['completed'])
   t.same(completed.map((job) => job.name).sort(), ['one', 'three', 'two'], 'each step was its own BullMQ job')
   t.ok(completed.every((job) => !String(job.id).includes(':') && !/^\d+$/.test(String(job.id))))
+})
+
+t.test('earlier results travel with the next step while small, and are read from the run when large', async (t) => {
+  const queue = service.queue('order-flow')
+  const paid = (id: number) => {
+    const message = withIdentity(fixtureMessages('batch-orders-update-paid')[0]!, lsn++) as { record: Record<string, unknown>, metadata: Record<string, unknown> }
+    message.record.id = id
+    message.metadata.record_pks = [String(id)]
+    return message
+  }
+  const small = paid(7001)
+  const large = paid(7002)
+  large.record.pad = 'x'.repeat(CARRIED_RESULTS_MAX_BYTES)
+  t.match((await service.post({ data: [small, large] })).json(), { accepted: 2, jobs: 2 })
+  await waitFor(() => executions.length === 6, 5_000, 'both runs')
+  const of = (id: string) => executions.filter((e) => e.key === id)
+  t.same(of('7001').map((e) => e.results), [{}, { one: { n: 1 } }, { one: { n: 1 }, two: { n: 2 } }])
+  t.same(of('7002').map((e) => e.results), [{}, { one: { n: 1, pad: large.record.pad } }, { one: { n: 1, pad: large.record.pad }, two: { n: 2 } }], 'the large result, read from the run')
+  const twos = (await queue.getJobs(['completed'])).filter((job) => job.name === 'two' && ['7001', '7002'].includes(job.data.key[0]))
+  const carried = Object.fromEntries(twos.map((job) => [job.data.key[0], job.data.results]))
+  t.same(carried, { 7001: { one: { n: 1 } }, 7002: undefined }, 'carried in the small run\'s job, not in the large one\'s')
 })
 
 t.test('a failing step is retried with backoff, then the run continues', async (t) => {

@@ -1,39 +1,6 @@
--- Records that step `index` of a run completed and releases what comes next, atomically: the
--- run's next step, or, when the run is finished and ordered, the next run of its row. A step
--- re-run after this (stall recovery after a crash) finds the record, or the run's end marked in
--- its change's dedup hash, and does nothing.
+-- A step's completion recorded on its own (advance-step.lua), for a step job that BullMQ then
+-- completes itself: what a worker does when it cannot complete the job in the same script.
 --
--- KEYS[1]: the run's record
--- ARGV: bull, own, index, result JSON, record ttl ms, now, run, queue, row ('' if unordered),
---       the change's dedup hash, then for the next step (absent when this was the last): job
---       id, name, data, opts JSON.
-BULL, OWN, RECORD_TTL = ARGV[1], ARGV[2], ARGV[5]
-local key = KEYS[1]
-local field = 'r' .. ARGV[3]
-local name, seen = ARGV[8], ARGV[10]
-if rcall('HEXISTS', key, field) == 1 or rcall('HEXISTS', key, 'discarded') == 1 then return 0 end
-if rcall('HEXISTS', seen, name) == 1 then return 0 end
-local now = tonumber(ARGV[6])
-local row = ARGV[9]
-
-if ARGV[11] then
-  -- What comes next goes in before the result is recorded: should it fail, the step's retry
-  -- repeats both (re-adding an existing job id is a no-op) rather than finding a record with
-  -- nothing behind it. The record lives as long as the run, however long a failed step waits
-  -- for an operator: its results feed the later steps.
-  addJob(queue(name), ARGV[11], ARGV[12], ARGV[13], ARGV[14], now)
-  if row ~= '' then
-    rcall('HSET', key, 'cj', ARGV[11])
-    unblock(row) -- a step retried by an operator succeeded: the run, and so its row, moves again
-  end
-  rcall('HSET', key, field, ARGV[4])
-  return 1
-end
-
--- The run is done: its record (results, late flag) goes, and only a marker stays, a field of its
--- change's dedup hash, for as long as the change is deduplicated: a late redelivery of the change
--- does not start the run again, and a re-run of this step does not execute it again.
-if row ~= '' then leaveRow(row, name .. '/' .. ARGV[7] .. '/', now) end
-rcall('DEL', key)
-markDone(seen, name)
-return 1
+-- KEYS[1]: the run's record (on a cluster, then every key the script may touch)
+-- ARGV: as advance-step.lua's A.
+return advanceStep(KEYS[1], ARGV)

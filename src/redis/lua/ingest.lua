@@ -46,9 +46,15 @@ local function givenUp(name)
   return verdict
 end
 
-local function add(job)
-  addJob(queue(job.queue), job.id, job.name, ARGV[job.data], opts[job.opts], now)
+local function add(job, data)
+  addJob(queue(job.queue), job.id, job.name, data or ARGV[job.data], opts[job.opts], now)
   added = added + 1
+end
+
+-- A late run's first job says so in its data (`"late":true` after the change), where its step
+-- finds it without reading the run's record.
+local function lateData(data)
+  return string.sub(data, 1, -2) .. ',"late":true}'
 end
 
 local function isLate(row, version)
@@ -68,13 +74,17 @@ end
 
 local function enter(job, lateRun)
   local key = runKey(job.run)
-  if lateRun then rcall('HSET', key, 'late', 1) end
-  if not job.ordered then return add(job) end
+  local data = ARGV[job.data]
+  if lateRun then
+    rcall('HSET', key, 'late', 1)
+    data = lateData(data)
+  end
+  if not job.ordered then return add(job, data) end
   -- An ordered run's record has no expiry until the run finishes: a row may stay blocked long.
   if rcall('RPUSH', OWN .. ':rowq:' .. job.row, rowEntry(job.queue, job.run, job.id)) == 1 then
-    add(job)
+    add(job, data)
   else
-    rcall('HSET', key, 'pj', job.id, 'pn', job.name, 'pd', ARGV[job.data], 'po', opts[job.opts])
+    rcall('HSET', key, 'pj', job.id, 'pn', job.name, 'pd', data, 'po', opts[job.opts])
     rcall('ZADD', OWN .. ':rows', 'NX', now, job.row)
   end
 end

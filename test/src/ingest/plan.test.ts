@@ -61,6 +61,7 @@ t.test('a matched change yields one job per matched workflow', async (t) => {
     key: ['1001'],
     action: 'update',
     commitTimestamp: '2025-06-12T14:05:11.208733Z',
+    results: {},
     change: raw,
   })
   t.equal(job!.ordered, true, 'ordered by default, by the primary key')
