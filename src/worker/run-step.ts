@@ -1,5 +1,6 @@
 import { UnrecoverableError, type Job } from 'bullmq'
 import type { Logger } from 'pino'
+import type { Counter, Histogram } from 'prom-client'
 import { QUARANTINE_QUEUE, type Keyspace } from '../keys.ts'
 import type { Metrics } from '../metrics.ts'
 import type { RowKeyFields } from '../row-keys.ts'
@@ -44,6 +45,19 @@ export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs
   // A finished run starts its row's next one, of any workflow this process knows.
   const queueKeys = [...workflows.map((workflow) => workflow.name), QUARANTINE_QUEUE].flatMap((name) => keys.queueKeysTouched(name))
 
+  // A step's metric series, looked up once (prom-client hashes the labels on every call otherwise).
+  const series = new Map<string, { completed: Counter.Internal, duration: Histogram.Internal<'workflow' | 'step'>, enqueued: Counter.Internal }>()
+  const stepMetrics = (workflow: string, step: string) => {
+    const id = `${workflow}\n${step}`
+    let found = series.get(id)
+    if (!found) {
+      const labels = { workflow, step }
+      found = { completed: metrics.stepsCompleted.labels(labels), duration: metrics.stepDuration.labels(labels), enqueued: metrics.stepsEnqueued.labels(labels) }
+      series.set(id, found)
+    }
+    return found
+  }
+
   return async function runStep (job: Job<StepJobData>): Promise<unknown> {
     const data = job.data
     const workflow = byName.get(data.workflow)
@@ -83,25 +97,30 @@ export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs
         })
       }
     }
-    const stepLog = log.child({
-      workflow: workflow.name,
-      step: step.name,
-      run: data.run,
-      table: data.table,
-      ...rowKey(data.table, data.key),
-      action: data.action,
-      jobId: job.id,
-    })
+    // Made when something logs (or the step asks for it): the row key's hash is not free.
+    let child: Logger | undefined
+    const stepLog = (): Logger => {
+      child ??= log.child({
+        workflow: workflow.name,
+        step: step.name,
+        run: data.run,
+        table: data.table,
+        ...rowKey(data.table, data.key),
+        action: data.action,
+        jobId: job.id,
+      })
+      return child
+    }
     const attempt = job.attemptsMade + 1
     const started = performance.now()
-    stepLog.debug({ attempt }, 'step started')
+    if (log.isLevelEnabled('debug')) stepLog().debug({ attempt }, 'step started')
 
-    if (late && data.stepIndex === 0) stepLog.warn({ commitTimestamp: data.commitTimestamp }, 'late change: older than one already accepted for this row')
+    if (late && data.stepIndex === 0) stepLog().warn({ commitTimestamp: data.commitTimestamp }, 'late change: older than one already accepted for this row')
     const result = await step.run({
       change: toChange(data.change, late),
       results,
       attempt,
-      log: stepLog,
+      get log () { return stepLog() },
       idempotencyKey: idempotencyKey(workflow.name, step.name, data.changeId),
       workflow: workflow.name,
       step: step.name,
@@ -134,12 +153,12 @@ export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs
     })
     const seconds = (performance.now() - started) / 1000
     const recorded = () => {
-      const labels = { workflow: workflow.name, step: step.name }
-      metrics.stepsCompleted.inc(labels)
-      metrics.stepDuration.observe(labels, seconds)
-      if (next) metrics.stepsEnqueued.inc({ workflow: workflow.name, step: next.name })
+      const counted = stepMetrics(workflow.name, step.name)
+      counted.completed.inc()
+      counted.duration.observe(seconds)
+      if (next) stepMetrics(workflow.name, next.name).enqueued.inc()
       else metrics.runLag.observe({ workflow: workflow.name }, Math.max(0, Date.now() - Date.parse(data.commitTimestamp)) / 1000)
-      stepLog.info({ attempt, ms: Math.round(seconds * 1000), next: next?.name ?? null }, 'step completed')
+      if (log.isLevelEnabled('info')) stepLog().info({ attempt, ms: Math.round(seconds * 1000), next: next?.name ?? null }, 'step completed')
     }
     if (job instanceof StepJob) {
       // Recorded when BullMQ completes the job, in the same script (step-job.ts).
