@@ -20,7 +20,8 @@ export interface StepJobHeader {
    * The results of the run's earlier steps, by step name, carried from step to step so that a
    * step's first start reads nothing: `{}` on a first step. Absent on jobs of an earlier release
    * and when the results grew too large to carry (CARRIED_RESULTS_MAX_BYTES): the step then reads
-   * them from the run's record.
+   * them from the run's record, as it does when they lack an earlier step's (a worker of an
+   * earlier release passed them on as it found them).
    */
   results?: Record<string, unknown>
 }

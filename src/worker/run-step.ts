@@ -35,6 +35,17 @@ function toJson (value: unknown, step: string): string {
 }
 
 /**
+ * The earlier steps' results a job carries, when it carries every one of them. A worker of the
+ * previous release spread a job's data into the next job's, `results` included, without the step
+ * it ran: such a job carries too few, and its step reads the run's record.
+ */
+function carriedResults (data: StepJobData, workflow: Workflow): Record<string, unknown> | undefined {
+  const results = data.results
+  if (results === undefined) return undefined
+  return workflow.steps.slice(0, data.stepIndex).every((earlier) => Object.hasOwn(results, earlier.name)) ? results : undefined
+}
+
+/**
  * The processor of every workflow queue. A step runs, then one script records its result,
  * releases the next step and (for a StepJob, which is what StepWorker runs) completes the job.
  * A job started again (the worker died before that script, or its reply was lost) reads the
@@ -68,14 +79,15 @@ export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs
 
     const runKey = keys.run(data.run)
     const seenKey = keys.seen(data.changeId)
+    const carried = carriedResults(data, workflow)
     let results: Record<string, unknown>
     let late = data.late === true
-    if (data.results !== undefined && job.attemptsStarted <= 1 && job.id === stepJobId(data.run, data.step)) {
+    if (carried !== undefined && job.attemptsStarted <= 1 && job.id === stepJobId(data.run, data.step)) {
       // The first start of a job this service made: nothing of this step can be recorded yet (a
       // job that ran before was started before, and BullMQ counts starts; a retry keeps the
       // count), and the earlier results came with the job. A job added by hand under another
       // id (a dashboard's copy) reads the record.
-      results = data.results
+      results = carried
     } else {
       // Started again (after a crash, a lost lock, a retry), or a job that carries nothing: the
       // run's record, and its end marker in its change's dedup hash, in one round trip.
@@ -89,8 +101,8 @@ export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs
       const done = stored[`r${data.stepIndex}`]
       if (done !== undefined) return JSON.parse(done)
       late ||= stored.late === '1'
-      results = data.results ?? {}
-      if (data.results === undefined) {
+      results = carried ?? {}
+      if (carried === undefined) {
         workflow.steps.slice(0, data.stepIndex).forEach((earlier, i) => {
           const json = stored[`r${i}`]
           if (json !== undefined) results[earlier.name] = JSON.parse(json)
@@ -136,8 +148,8 @@ export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs
       const { results: _carried, ...rest } = data
       const nextData: StepJobData = { ...rest, step: next.name, stepIndex: data.stepIndex + 1 }
       // Carried while small; past that the next steps read the run's record.
-      const carried = data.results === undefined ? undefined : { ...results, [step.name]: JSON.parse(resultJson) as unknown }
-      if (carried !== undefined && JSON.stringify(carried).length <= CARRIED_RESULTS_MAX_BYTES) nextData.results = carried
+      const passed = carried === undefined ? undefined : { ...results, [step.name]: JSON.parse(resultJson) as unknown }
+      if (passed !== undefined && JSON.stringify(passed).length <= CARRIED_RESULTS_MAX_BYTES) nextData.results = passed
       argv.push(stepJobId(data.run, next.name), next.name, JSON.stringify(nextData), jobOptions.step(workflow.name, next.name))
     }
     const declared = declaredKeys(redis, runKey, function * () {

@@ -2,9 +2,12 @@ import t from 'tap'
 import { executions, failures, reset } from '../fixtures/jobs/_recorder.ts'
 import { fixtureMessages, startService, waitFor, withIdentity } from '../helpers/service.ts'
 import { CARRIED_RESULTS_MAX_BYTES } from '../../src/ingest/job-data.ts'
+import { stepJobId } from '../../src/ingest/identity.ts'
+import { Keyspace } from '../../src/keys.ts'
 
 const service = await startService()
 t.teardown(() => service.close())
+const keys = new Keyspace(service.config.REDIS_PREFIX)
 t.beforeEach(() => reset())
 
 const insertTemplate = fixtureMessages('batch-orders-insert')[0]!
@@ -57,6 +60,28 @@ t.test('earlier results travel with the next step while small, and are read from
   const twos = (await queue.getJobs(['completed'])).filter((job) => job.name === 'two' && ['7001', '7002'].includes(job.data.key[0]))
   const carried = Object.fromEntries(twos.map((job) => [job.data.key[0], job.data.results]))
   t.same(carried, { 7001: { one: { n: 1 } }, 7002: undefined }, 'carried in the small run\'s job, not in the large one\'s')
+})
+
+t.test('a job a worker of the previous release added (a rolling deploy) carries stale results: its step reads the run', async (t) => {
+  // The previous release's runner made the next job's data by spreading the job's own, so the
+  // `results` of a job of this release went on unchanged, without the step that worker ran.
+  const queue = service.queue('order-flow')
+  await queue.pause()
+  const message = withIdentity(fixtureMessages('batch-orders-update-paid')[0]!, lsn++) as { record: Record<string, unknown>, metadata: Record<string, unknown> }
+  message.record.id = 7101
+  message.metadata.record_pks = ['7101']
+  await service.post({ data: [message] })
+  const [one] = (await queue.getJobs(['wait'])).filter((job) => job.data.key[0] === '7101')
+  t.same(one!.data.results, {}, 'a job of this release')
+  // What the old worker left after running steps one and two of it.
+  const { run } = one!.data
+  const three = stepJobId(run, 'three')
+  await service.redis.hset(keys.run(run), 'r0', JSON.stringify({ n: 1 }), 'r1', JSON.stringify({ n: 2 }), 'cj', three)
+  await queue.add('three', { ...one!.data, step: 'three', stepIndex: 2 }, { jobId: three })
+  await one!.remove()
+  await queue.resume()
+  await waitFor(() => executions.some((e) => e.key === '7101'), 5_000, 'step three')
+  t.same(executions.map((e) => [e.step, e.results]), [['three', { one: { n: 1 }, two: { n: 2 } }]], 'the earlier results, read from the run')
 })
 
 t.test('a failing step is retried with backoff, then the run continues', async (t) => {
