@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Queue, Worker, type Job } from 'bullmq'
 import { Redis } from 'ioredis'
 import type { Counts } from '../src/ingest/ingest.ts'
@@ -8,6 +11,7 @@ import { Metrics } from '../src/metrics.ts'
 import type { SequinMetadata } from '../src/sequin/message.ts'
 import { bareJob, type BareJob } from './lib/bare.ts'
 import { hotRows } from './lib/hot-rows.ts'
+import { startProfiler, summariseProfile, type ProfileShare } from './lib/profile.ts'
 import { TOKEN, type Context } from './lib/context.ts'
 import { chunks, inParallel, startClock, withTimeout } from './lib/measure.ts'
 import { runRounds, type Scenario } from './lib/rounds.ts'
@@ -43,6 +47,7 @@ export interface StepFigures {
   hotOn: number
 }
 
+const ORDERED = 'changeflow, ordering on (default)'
 const HOT_OFF = 'changeflow, hot rows, ordering off'
 const HOT_ON = 'changeflow, hot rows, ordering on'
 
@@ -107,6 +112,9 @@ export async function benchSteps (ctx: Context): Promise<{ text: string, figures
   /** Per measured hot-row scenario: how long after the workers started each change's run finished. */
   const lags = new Map<string, { hot: number[], cold: number[] }>()
 
+  /** Set for one more run of a scenario, after the measured ones: where its CPU went (`--cpu-prof`'s format). */
+  let profileTo: string | undefined
+
   const changeflow = (name: string, workflow: string, table: string, hotRowMix = false): Scenario => ({
     name,
     async measure (warmUp) {
@@ -127,6 +135,7 @@ export async function benchSteps (ctx: Context): Promise<{ text: string, figures
       })
 
       const target = messages.length * 2
+      const profiler = profileTo === undefined ? undefined : await startProfiler()
       const stop = await startClock(ctx.redis)
       const started = performance.now()
       const worker = ctx.worker([ctx.workflow(workflow)], metrics)
@@ -144,6 +153,7 @@ export async function benchSteps (ctx: Context): Promise<{ text: string, figures
       try {
         await withTimeout(counted.done, settings.timeoutMs, name)
         sample = await stop()
+        if (profiler && profileTo !== undefined) await profiler.stop(profileTo)
       } finally {
         await worker.close()
       }
@@ -163,13 +173,25 @@ export async function benchSteps (ctx: Context): Promise<{ text: string, figures
     ], false),
     bare('BullMQ Worker, step two added by step one', (message) => [bareJob(message, 'bench-ordered', 'one', 0, opts('one'))], true),
     changeflow('changeflow, ordering off', 'bench-unordered', 'bench_unordered'),
-    changeflow('changeflow, ordering on (default)', 'bench-ordered', 'bench_ordered'),
+    changeflow(ORDERED, 'bench-ordered', 'bench_ordered'),
     changeflow(HOT_OFF, 'bench-unordered', 'bench_unordered', true),
     changeflow(HOT_ON, 'bench-ordered', 'bench_ordered', true),
   ]
 
   try {
     const timings = await runRounds('steps', scenarios, settings.repeats, ctx.clear)
+    // One more run of the default (ordering on), profiled: the workers run in this process.
+    const dir = mkdtempSync(join(tmpdir(), 'changeflow-profile-'))
+    let profile: ProfileShare[]
+    try {
+      profileTo = join(dir, 'CPU.steps.0.1.cpuprofile')
+      await scenarios.find((scenario) => scenario.name === ORDERED)!.measure(false)
+      await ctx.clear()
+      profile = summariseProfile(dir, 6).shares
+    } finally {
+      profileTo = undefined
+      rmSync(dir, { recursive: true, force: true })
+    }
     const steps = settings.changes * 2
     const [independent, chained, off, on, hotOff, hotOn] = timings.map((timing) => steps / timing.median) as [number, number, number, number, number, number]
     const rows = timings.map((timing) => [
@@ -197,6 +219,9 @@ export async function benchSteps (ctx: Context): Promise<{ text: string, figures
       'Hot rows (a fifth of the changes on 1 % of the rows): when each change\'s run finished, in seconds after the workers started (last measured round):',
       '',
       table(['hot-row scenario', 'other rows p50 s', 'other rows p99 s', 'hot rows p50 s', 'hot rows p99 s', 'hot rows last s'], lagRows),
+      '',
+      'Where this process (changeflow\'s workers, ordering on, one more run) spent its CPU (V8 profiler, self time, idle excluded; `node` is Node\'s own code, mostly socket writes): ' +
+        profile.map((share) => `${share.where} ${Math.round(share.share * 100)}%`).join(', '),
     ].join('\n')
     return { text, figures: { independent, chained, off, on, hotOff, hotOn } }
   } finally {

@@ -1,4 +1,5 @@
-import { readdirSync, readFileSync } from 'node:fs'
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { Session } from 'node:inspector/promises'
 import { join } from 'node:path'
 
 /** The parts of a V8 `.cpuprofile` (written by `node --cpu-prof`) that a summary needs. */
@@ -46,4 +47,19 @@ export function summariseProfile (dir: string, top = 8): { shares: ProfileShare[
   const ranked = (map: Map<string, number>) => [...map].sort((a, b) => b[1] - a[1]).slice(0, top)
     .map(([where, count]) => ({ where, share: count / total }))
   return { shares: ranked(byOwner), functions: ranked(byFunction) }
+}
+
+/** A V8 CPU profile of this process from now until `stop`, which writes it as `--cpu-prof` would. */
+export async function startProfiler (): Promise<{ stop: (file: string) => Promise<void> }> {
+  const session = new Session()
+  session.connect()
+  await session.post('Profiler.enable')
+  await session.post('Profiler.start')
+  return {
+    async stop (file) {
+      const { profile } = await session.post('Profiler.stop')
+      writeFileSync(file, JSON.stringify(profile))
+      session.disconnect()
+    },
+  }
 }

@@ -1,6 +1,5 @@
 import { UnrecoverableError, type Job } from 'bullmq'
 import type { Logger } from 'pino'
-import type { Counter, Histogram } from 'prom-client'
 import { QUARANTINE_QUEUE, type Keyspace } from '../keys.ts'
 import type { Metrics } from '../metrics.ts'
 import type { RowKeyFields } from '../row-keys.ts'
@@ -55,19 +54,6 @@ export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs
   const byName = new Map(workflows.map((workflow) => [workflow.name, workflow]))
   // A finished run starts its row's next one, of any workflow this process knows.
   const queueKeys = [...workflows.map((workflow) => workflow.name), QUARANTINE_QUEUE].flatMap((name) => keys.queueKeysTouched(name))
-
-  // A step's metric series, looked up once (prom-client hashes the labels on every call otherwise).
-  const series = new Map<string, { completed: Counter.Internal, duration: Histogram.Internal<'workflow' | 'step'>, enqueued: Counter.Internal }>()
-  const stepMetrics = (workflow: string, step: string) => {
-    const id = `${workflow}\n${step}`
-    let found = series.get(id)
-    if (!found) {
-      const labels = { workflow, step }
-      found = { completed: metrics.stepsCompleted.labels(labels), duration: metrics.stepDuration.labels(labels), enqueued: metrics.stepsEnqueued.labels(labels) }
-      series.set(id, found)
-    }
-    return found
-  }
 
   return async function runStep (job: Job<StepJobData>): Promise<unknown> {
     const data = job.data
@@ -165,10 +151,10 @@ export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs
     })
     const seconds = (performance.now() - started) / 1000
     const recorded = () => {
-      const counted = stepMetrics(workflow.name, step.name)
-      counted.completed.inc()
-      counted.duration.observe(seconds)
-      if (next) stepMetrics(workflow.name, next.name).enqueued.inc()
+      const labels = { workflow: workflow.name, step: step.name }
+      metrics.stepsCompleted.inc(labels)
+      metrics.stepDuration.observe(labels, seconds)
+      if (next) metrics.stepsEnqueued.inc({ workflow: workflow.name, step: next.name })
       else metrics.runLag.observe({ workflow: workflow.name }, Math.max(0, Date.now() - Date.parse(data.commitTimestamp)) / 1000)
       if (log.isLevelEnabled('info')) stepLog().info({ attempt, ms: Math.round(seconds * 1000), next: next?.name ?? null }, 'step completed')
     }
