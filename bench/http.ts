@@ -20,10 +20,10 @@ const RECEIVERS: Receiver[] = ['bare', 'changeflow', 'naive']
 
 /** Batch size, requests per run and connections (Sequin posts up to 80 batches at once). */
 export const LOADS = [
-  { batch: 1, amount: 4000, connections: 16 },
-  { batch: 10, amount: 800, connections: 16 },
-  { batch: 100, amount: 150, connections: 10 },
-  { batch: 1000, amount: 20, connections: 4 },
+  { batch: 1, amount: 3000, connections: 16 },
+  { batch: 10, amount: 600, connections: 16 },
+  { batch: 100, amount: 120, connections: 10 },
+  { batch: 1000, amount: 16, connections: 4 },
 ] as const
 
 interface LoadResult { seconds: number, requests: number, p50: number, p99: number, errors: number, statuses: Record<string, number> }
