@@ -135,7 +135,7 @@ export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs
       const nextData: StepJobData = { ...rest, step: next.name, stepIndex: data.stepIndex + 1 }
       // Carried while small; past that the next steps read the run's record.
       const passed = carried === undefined ? undefined : { ...results, [step.name]: JSON.parse(resultJson) as unknown }
-      if (passed !== undefined && JSON.stringify(passed).length <= CARRIED_RESULTS_MAX_BYTES) nextData.results = passed
+      if (passed !== undefined && Buffer.byteLength(JSON.stringify(passed)) <= CARRIED_RESULTS_MAX_BYTES) nextData.results = passed
       argv.push(stepJobId(data.run, next.name), next.name, JSON.stringify(nextData), jobOptions.step(workflow.name, next.name))
     }
     const declared = declaredKeys(redis, runKey, function * () {
