@@ -13,6 +13,7 @@ interface ReplayFlags {
   from?: string
   to?: string
   force?: boolean
+  all?: boolean
   generation?: string
   dryRun?: boolean
   wait: string
@@ -67,6 +68,7 @@ Example:
     .option('--to <time>', 'committed at or before: an ISO time with its offset, or a duration ago')
     .option('--force', 'a new replay generation: every selected run again, once, with new job ids and idempotency keys')
     .option('--generation <n>', 'with --force: this generation again (to finish an interrupted replay, or add workflows to it); starts nothing twice')
+    .option('--all', 'with --force and nothing selected: the whole journal (refused without it)')
     .option('--dry-run', 'print the counts; start nothing')
     .option('--wait <duration>', 'wait this long for the runs to finish (0: return once enqueued)', '10m')
     .option('--json', 'print the report as one JSON object')
@@ -74,7 +76,8 @@ Example:
 Without --force only runs a change never had start (a workflow added since, a \`when\` fixed to
 match it): a run that finished, runs, waits, failed or was discarded is not started again.
 With --force each selected run executes again, every step, under new ctx.idempotencyKeys: a
-provider sees a new request (a second charge, a second email). Replayed changes older than their
+provider sees a new request (a second charge, a second email); with nothing selected it is
+refused unless --all says the whole journal is meant. Replayed changes older than their
 row's newest are change.late (skipped by late: 'skip' workflows). Exit code 1 when a replayed run
 failed or had not finished within --wait.
 
@@ -86,7 +89,7 @@ Examples:
       const one = (value: string | undefined) => (value === undefined ? undefined : [value])
       const options = replayOptions(
         { workflow, table: one(table), action, key, from: one(from), to: one(to), generation: one(generation), wait: [wait] },
-        { force: flags.force ?? false, dryRun: flags.dryRun ?? false, json: flags.json ?? false })
+        { force: flags.force ?? false, dryRun: flags.dryRun ?? false, json: flags.json ?? false, all: flags.all ?? false })
       if (typeof options === 'string') command.error(`error: ${options}`)
       const progress = progressBar(session, options.json)
       try {

@@ -176,10 +176,11 @@ function timeOf (text: string, now: number): number | undefined {
 type ReplayValues = Partial<Record<'workflow' | 'table' | 'action' | 'key' | 'from' | 'to' | 'generation' | 'wait', string[]>>
 
 /** Replay's options from the command line's values, or a usage error's message. */
-export function replayOptions (values: ReplayValues, flags: Pick<ReplayOptions, 'force' | 'dryRun' | 'json'>, now = Date.now()): ReplayOptions | string {
+export function replayOptions (values: ReplayValues, flags: Pick<ReplayOptions, 'force' | 'dryRun' | 'json'> & { all?: boolean }, now = Date.now()): ReplayOptions | string {
   const one = (name: keyof ReplayValues) => values[name]?.at(-1)
   const list = (name: keyof ReplayValues) => values[name]?.flatMap((item) => item.split(',')).map((item) => item.trim()).filter(Boolean)
-  const options: ReplayOptions = { ...flags, workflows: list('workflow'), table: one('table'), actions: list('action'), key: values.key, waitMs: 10 * 60_000 }
+  const { all = false, ...modes } = flags
+  const options: ReplayOptions = { ...modes, workflows: list('workflow'), table: one('table'), actions: list('action'), key: values.key, waitMs: 10 * 60_000 }
   const action = options.actions?.find((name) => !(ACTIONS as readonly string[]).includes(name))
   if (action !== undefined) return `--action takes ${ACTIONS.slice(0, -1).join(', ')} or ${ACTIONS.at(-1)}; got "${action}"`
   const window = { from: values.from?.at(-1), to: values.to?.at(-1) }
@@ -201,6 +202,11 @@ export function replayOptions (values: ReplayValues, flags: Pick<ReplayOptions, 
     if (!flags.force) return '--generation names a forced replay: add --force'
     if (!/^\d+$/.test(generation)) return `--generation takes a number; got "${generation}"`
     options.generation = Number(generation)
+  }
+  // Every step of every journalled change again, under new idempotency keys, is never a default.
+  const selected = [values.workflow, values.table, values.action, values.key, values.from, values.to].some((value) => value !== undefined)
+  if (flags.force && !flags.dryRun && !selected && !all) {
+    return 'a forced replay with no selection runs every journalled change\'s workflows again, each step under a new idempotency key (a second charge, a second email): select changes (--workflow, --table, --action, --key, --from, --to), or say --all'
   }
   return options
 }

@@ -57,7 +57,7 @@ t.test('after a bug fix, replay --force runs a status-transition workflow again,
   t.match(await report('--table', 'orders', '--key', '50', '--wait', '2s'), { generation: 0, enqueued: 0 })
   await sleep(300)
   t.equal(ran('order-flow', '50').length, 5, 'nothing ran twice')
-  const unknown = await cli('replay', '--force', '--generation', '9')
+  const unknown = await cli('replay', '--force', '--all', '--generation', '9')
   t.same([unknown.code, unknown.stderr], [1, 'error: no replay generation 9 was started (the last is 1)'])
 })
 
@@ -151,14 +151,14 @@ t.test('with the journal off (JOURNAL_RETENTION=0) a replay says so, exits 1 and
   const off = await startService({ workers: false, env: { JOURNAL_RETENTION: '0', REDIS_PREFIX: service.config.REDIS_PREFIX } })
   t.teardown(() => off.close())
   const before = await service.redis.get(new Layout(service.config.REDIS_PREFIX).home.replayGeneration())
-  for (const argv of [['--dry-run'], ['--force', '--wait', '0']]) {
+  for (const argv of [['--dry-run'], ['--force', '--all', '--wait', '0']]) {
     const run = await cliOf(off)('replay', ...argv)
     t.same([run.code, run.out, run.stderr], [1, [], 'error: the change journal is off here (JOURNAL_RETENTION=0): there is nothing to replay'], argv.join(' '))
   }
   t.equal(await service.redis.get(new Layout(service.config.REDIS_PREFIX).home.replayGeneration()), before, 'no generation was taken')
 })
 
-t.test('an action replay does not know, or --generation without --force, is a usage error; so is a workflow JOBS_DIR does not define', async (t) => {
+t.test('an action replay does not know, --generation without --force, or --force with nothing selected and no --all, is a usage error; so is a workflow JOBS_DIR does not define', async (t) => {
   const layout = new Layout(service.config.REDIS_PREFIX)
   const before = await service.redis.get(layout.home.replayGeneration())
   const usage = async (argv: string[], error: RegExp) => {
@@ -169,6 +169,9 @@ t.test('an action replay does not know, or --generation without --force, is a us
   await usage(['--action', 'upsert', '--dry-run'], /^error: --action takes insert, update, delete or read; got "upsert"/)
   await usage(['--action', 'insert,UPDATE', '--force'], /^error: --action takes insert, update, delete or read; got "UPDATE"/)
   await usage(['--generation', '1'], /^error: --generation names a forced replay: add --force/)
+  // The whole journal again, under new idempotency keys, only when said so.
+  await usage(['--force'], /^error: a forced replay with no selection runs every journalled change's workflows again, each step under a new idempotency key \(a second charge, a second email\): select changes \(--workflow, --table, --action, --key, --from, --to\), or say --all/)
+  await usage(['--force', '--generation', '1', '--wait', '0'], /^error: a forced replay with no selection/)
   const unknown = await cli('replay', '--workflow', 'ledger-apply,ledger-aply', '--force')
   t.same([unknown.code, unknown.out, unknown.stderr], [1, [], 'error: no workflow of JOBS_DIR is named ledger-aply: a replay runs the workflows defined there'])
   t.equal(await service.redis.get(layout.home.replayGeneration()), before, 'no generation was taken')
