@@ -6,7 +6,8 @@ import { moveToFinished } from 'bullmq/dist/esm/scripts/moveToFinished-14.js'
 
 const lua = (name: string) => readFileSync(new URL(`lua/${name}.lua`, import.meta.url), 'utf8')
 
-function compose (body: string, ...parts: string[]): string {
+/** A script: BullMQ's add wrapped as a function, the prelude, then `parts` and `body`. */
+export function compose (body: string, ...parts: string[]): string {
   if (addStandardJob.keys !== 9) {
     throw new Error(`bullmq's addStandardJob takes ${addStandardJob.keys} keys; changeflow expects 9: update src/redis/lua`)
   }

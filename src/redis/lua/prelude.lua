@@ -40,14 +40,89 @@ local function queue(name)
   return q
 end
 
-local packedOpts = {}
-local function addJob(q, jobId, name, data, optsJson, now)
-  local opts = packedOpts[optsJson]
-  if opts == nil then
-    opts = cmsgpack.pack(cjson.decode(optsJson))
-    packedOpts[optsJson] = opts
+-- A queue's settings, read once a script (nothing else runs while it does): BullMQ's event
+-- stream bound (set to its default when missing, as BullMQ's add does) and whether it is paused
+-- or at its global concurrency (then no marker wakes its workers).
+local function queueState(q)
+  if q.maxEvents then return end
+  local meta, maxEvents = q.keys[3], rcall('HGET', q.keys[3], 'opts.maxLenEvents')
+  if not maxEvents then
+    maxEvents = 10000
+    rcall('HSET', meta, 'opts.maxLenEvents', maxEvents)
   end
-  return bullmqAddStandardJob(q.keys, { cmsgpack.pack({ q.prefix, jobId, name, now }), data, opts })
+  q.maxEvents = maxEvents
+  local attributes = rcall('HMGET', meta, 'paused', 'concurrency')
+  q.held = attributes[1] ~= false or (attributes[2] ~= false and rcall('LLEN', q.keys[7]) >= tonumber(attributes[2]))
+end
+
+-- Options as BullMQ's add script gets them (MessagePack) and stores them (that unpacked and
+-- encoded as JSON, whose key order follows the unpacked table), and whether a job with them is a
+-- plain one: no delay, priority, deduplication or LIFO.
+local optionsOf = {}
+local function options(optsJson)
+  local known = optionsOf[optsJson]
+  if known then return known end
+  local decoded = cjson.decode(optsJson)
+  local packed = cmsgpack.pack(decoded)
+  known = {
+    packed = packed,
+    json = cjson.encode(cmsgpack.unpack(packed)),
+    plain = (decoded.delay or 0) == 0 and (decoded.priority or 0) == 0 and decoded.de == nil and not decoded.lifo,
+  }
+  optionsOf[optsJson] = known
+  return known
+end
+
+-- While set (ingest.lua, for a segment), added job ids wait in their queue's `pending` list and
+-- flushJobs() pushes them with one command a queue; otherwise each is pushed as it is added.
+local DEFER_PUSH = false
+
+-- Pushes the ids of jobs added while DEFER_PUSH was set (their hashes and events are written):
+-- the same wait list, counter and marker as one BullMQ add a job would leave.
+local function flushJobs()
+  for _, q in pairs(queues) do
+    local pending = q.pending
+    if pending and #pending > 0 then
+      for from = 1, #pending, 1000 do
+        rcall('LPUSH', q.keys[1], unpack(pending, from, math.min(from + 999, #pending)))
+      end
+      rcall('INCRBY', q.keys[4], #pending)
+      q.pending = {}
+    end
+  end
+end
+
+-- Adds a job exactly as BullMQ's add script would (the job hash, its 'added' and 'waiting'
+-- events, the wait list, the id counter, the marker that wakes a worker), without running that
+-- script a job: its settings are read once a script and it is a handful of commands. Anything
+-- but a plain new job (an id that exists, a delay, a priority, ...) goes through BullMQ's script.
+local function addJob(q, jobId, name, data, optsJson, now)
+  local opts = options(optsJson)
+  local jobKey = q.prefix .. jobId
+  if not opts.plain or rcall('EXISTS', jobKey) == 1 then
+    flushJobs() -- the wait list keeps the order jobs were added in
+    return bullmqAddStandardJob(q.keys, { cmsgpack.pack({ q.prefix, jobId, name, now }), data, opts.packed })
+  end
+  queueState(q)
+  rcall('HMSET', jobKey, 'name', name, 'data', data, 'opts', opts.json, 'timestamp', now, 'delay', 0, 'priority', 0)
+  rcall('XADD', q.keys[8], '*', 'event', 'added', 'jobId', jobId, 'name', name)
+  if DEFER_PUSH then
+    local pending = q.pending
+    if not pending then
+      pending = {}
+      q.pending = pending
+    end
+    pending[#pending + 1] = jobId
+  else
+    rcall('INCR', q.keys[4])
+    rcall('LPUSH', q.keys[1], jobId)
+  end
+  if not q.held and not q.marked then
+    rcall('ZADD', q.keys[9], 0, '0')
+    q.marked = true
+  end
+  rcall('XADD', q.keys[8], 'MAXLEN', '~', q.maxEvents, '*', 'event', 'waiting', 'jobId', jobId)
+  return jobId
 end
 
 local function runKey(run)
