@@ -13,7 +13,8 @@ local function advanceStep(key, A)
   BULL, OWN, RECORD_TTL = A[1], A[2], A[5]
   local field = 'r' .. A[3]
   local name, seen = A[8], A[10]
-  if rcall('HEXISTS', key, field) == 1 or rcall('HEXISTS', key, 'discarded') == 1 then return 0 end
+  local recorded = rcall('HMGET', key, field, 'discarded')
+  if recorded[1] or recorded[2] then return 0 end
   if rcall('HEXISTS', seen, name) == 1 then return 0 end
   local now = tonumber(A[6])
   local row = A[9]
@@ -25,10 +26,11 @@ local function advanceStep(key, A)
     -- for an operator: its results feed the later steps.
     addJob(queue(name), A[11], A[12], A[13], A[14], now)
     if row ~= '' then
-      rcall('HSET', key, 'cj', A[11])
       unblock(row) -- a step retried by an operator succeeded: the run, and so its row, moves again
+      rcall('HSET', key, 'cj', A[11], field, A[4])
+    else
+      rcall('HSET', key, field, A[4])
     end
-    rcall('HSET', key, field, A[4])
     return 1
   end
 

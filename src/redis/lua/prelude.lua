@@ -1,6 +1,8 @@
--- Shared by every changeflow script. `bullmqAddStandardJob` (BullMQ's own add-job script,
--- wrapped as a function when the scripts load) is what puts a job in a queue, so jobs we add
--- are exactly the jobs `Queue.add` would have added, in the same atomic step as our bookkeeping.
+-- Shared by every changeflow script. Jobs are added in the same atomic step as our bookkeeping:
+-- a plain new job with the commands BullMQ's add script would run (addJob below, checked
+-- against that script by test/src/redis/add-job.test.ts), anything else by that script itself
+-- (`bullmqAddStandardJob`, BullMQ's own add-job script wrapped as a function when the scripts
+-- load).
 --
 -- Keys: BullMQ's are `<BULL>:<queue>:<type>`; ours are `<OWN>:s:<change>` (dedup hash),
 -- `<OWN>:run:<run>` (a run's step results; for ordered runs past their first step also `cj`,
@@ -21,7 +23,10 @@ local BULL, OWN
 -- writes the job hash before pushing its id: a key of the wrong type (an operator's mistake, a
 -- foreign tool) would leave a job that exists but is in no list, and that a redelivery would
 -- then take for a duplicate. Scripts look every queue up (and so check it) before writing.
-local expectedTypes = { 'list', 'list', 'hash', 'string', 'zset', 'zset', 'list', 'stream', 'zset' }
+-- Checked: the keys adding a job touches (BullMQ's add script takes `paused` and `delayed` too,
+-- but touches them only for options changeflow never sets), and `completed`, which the step
+-- script's BullMQ part writes after the next step's job was added.
+local expectedTypes = { 'list', false, 'hash', 'string', 'zset', false, 'list', 'stream', 'zset' }
 local queues = {}
 local function queue(name)
   local q = queues[name]
@@ -30,9 +35,12 @@ local function queue(name)
   local keys = { base .. 'wait', base .. 'paused', base .. 'meta', base .. 'id', base .. 'completed',
     base .. 'delayed', base .. 'active', base .. 'events', base .. 'marker' }
   for i, key in ipairs(keys) do
-    local found = rcall('TYPE', key)['ok']
-    if found ~= 'none' and found ~= expectedTypes[i] then
-      error('CF_KEYTYPE ' .. key .. ' is a ' .. found .. ', not a ' .. expectedTypes[i] .. ': nothing was written')
+    local expected = expectedTypes[i]
+    if expected then
+      local found = rcall('TYPE', key)['ok']
+      if found ~= 'none' and found ~= expected then
+        error('CF_KEYTYPE ' .. key .. ' is a ' .. found .. ', not a ' .. expected .. ': nothing was written')
+      end
     end
   end
   q = { keys = keys, prefix = base }
@@ -45,32 +53,41 @@ end
 -- or at its global concurrency (then no marker wakes its workers).
 local function queueState(q)
   if q.maxEvents then return end
-  local meta, maxEvents = q.keys[3], rcall('HGET', q.keys[3], 'opts.maxLenEvents')
+  local meta = q.keys[3]
+  local attributes = rcall('HMGET', meta, 'opts.maxLenEvents', 'paused', 'concurrency')
+  local maxEvents = attributes[1]
   if not maxEvents then
-    maxEvents = 10000
+    maxEvents = '10000'
     rcall('HSET', meta, 'opts.maxLenEvents', maxEvents)
   end
   q.maxEvents = maxEvents
-  local attributes = rcall('HMGET', meta, 'paused', 'concurrency')
-  q.held = attributes[1] ~= false or (attributes[2] ~= false and rcall('LLEN', q.keys[7]) >= tonumber(attributes[2]))
+  q.held = attributes[2] ~= false or (attributes[3] ~= false and rcall('LLEN', q.keys[7]) >= tonumber(attributes[3]))
 end
 
--- Options as BullMQ's add script gets them (MessagePack) and stores them (that unpacked and
--- encoded as JSON, whose key order follows the unpacked table), and whether a job with them is a
--- plain one: no delay, priority, deduplication or LIFO.
+-- Whether a job with these options is a plain one (no delay, priority, deduplication or LIFO),
+-- and the options as BullMQ's add script takes them (MessagePack), made when needed.
 local optionsOf = {}
 local function options(optsJson)
   local known = optionsOf[optsJson]
   if known then return known end
   local decoded = cjson.decode(optsJson)
-  local packed = cmsgpack.pack(decoded)
   known = {
-    packed = packed,
-    json = cjson.encode(cmsgpack.unpack(packed)),
+    decoded = decoded,
     plain = (decoded.delay or 0) == 0 and (decoded.priority or 0) == 0 and decoded.de == nil and not decoded.lifo,
   }
   optionsOf[optsJson] = known
   return known
+end
+
+-- A Lua number given to a command is formatted (with %.17g) every time: formatted once here.
+local formatted = {}
+local function asText(n)
+  local text = formatted[n]
+  if not text then
+    text = string.format('%.17g', n)
+    formatted[n] = text
+  end
+  return text
 end
 
 -- While set (ingest.lua, for a segment), added job ids wait in their queue's `pending` list and
@@ -92,19 +109,21 @@ local function flushJobs()
   end
 end
 
--- Adds a job exactly as BullMQ's add script would (the job hash, its 'added' and 'waiting'
--- events, the wait list, the id counter, the marker that wakes a worker), without running that
--- script a job: its settings are read once a script and it is a handful of commands. Anything
--- but a plain new job (an id that exists, a delay, a priority, ...) goes through BullMQ's script.
+-- Adds a job as BullMQ's add script would (the job hash, its 'added' and 'waiting' events, the
+-- wait list, the id counter, the marker that wakes a worker), without running that script a job:
+-- its settings are read once a script and it is a handful of commands. The options are stored as
+-- given (BullMQ's script stores the same JSON, its keys in another order). Anything but a plain
+-- new job (an id that exists, a delay, a priority, ...) goes through BullMQ's script.
 local function addJob(q, jobId, name, data, optsJson, now)
   local opts = options(optsJson)
   local jobKey = q.prefix .. jobId
   if not opts.plain or rcall('EXISTS', jobKey) == 1 then
     flushJobs() -- the wait list keeps the order jobs were added in
+    opts.packed = opts.packed or cmsgpack.pack(opts.decoded)
     return bullmqAddStandardJob(q.keys, { cmsgpack.pack({ q.prefix, jobId, name, now }), data, opts.packed })
   end
   queueState(q)
-  rcall('HMSET', jobKey, 'name', name, 'data', data, 'opts', opts.json, 'timestamp', now, 'delay', 0, 'priority', 0)
+  rcall('HMSET', jobKey, 'name', name, 'data', data, 'opts', optsJson, 'timestamp', asText(now), 'delay', '0', 'priority', '0')
   rcall('XADD', q.keys[8], '*', 'event', 'added', 'jobId', jobId, 'name', name)
   if DEFER_PUSH then
     local pending = q.pending
@@ -118,7 +137,7 @@ local function addJob(q, jobId, name, data, optsJson, now)
     rcall('LPUSH', q.keys[1], jobId)
   end
   if not q.held and not q.marked then
-    rcall('ZADD', q.keys[9], 0, '0')
+    rcall('ZADD', q.keys[9], '0', '0')
     q.marked = true
   end
   rcall('XADD', q.keys[8], 'MAXLEN', '~', q.maxEvents, '*', 'event', 'waiting', 'jobId', jobId)
@@ -170,8 +189,10 @@ end
 
 -- The row's head moved (or left): nothing blocks it any more until something says so again.
 local function unblock(row)
-  rcall('ZREM', OWN .. ':blocked:failed', row)
-  rcall('ZREM', OWN .. ':blocked:orphaned', row)
+  local failed, orphaned = OWN .. ':blocked:failed', OWN .. ':blocked:orphaned'
+  if rcall('EXISTS', failed, orphaned) == 0 then return end -- most of the time no row is blocked
+  rcall('ZREM', failed, row)
+  rcall('ZREM', orphaned, row)
 end
 
 -- Messages held by the quarantine: waiting to be (re)validated, or failed and kept for an operator.
@@ -224,16 +245,23 @@ end
 
 -- The row's head left: start the next run, passing over (and dropping) runs of workflows that
 -- were given up. At most a thousand per call, so that a script stays short; the reconciler
--- carries on with what is left.
-local function startNext(row, now)
+-- carries on with what is left. `known`, when the caller just read them: the row's first entry
+-- and whether another follows it.
+local function startNext(row, now, known)
   local rq = OWN .. ':rowq:' .. row
-  for _ = 1, 1000 do
-    local nextEntry = rcall('LINDEX', rq, 0)
+  local more -- whether a run still waits behind the one that starts
+  for i = 1, 1000 do
+    local nextEntry
+    if i == 1 and known then nextEntry = known.first else nextEntry = rcall('LINDEX', rq, 0) end
     if not nextEntry then break end
-    if startRun(nextEntry, now) ~= 'discarded' then break end
+    if startRun(nextEntry, now) ~= 'discarded' then
+      if i == 1 and known then more = known.more end
+      break
+    end
     rcall('LPOP', rq)
   end
-  if rcall('LLEN', rq) > 1 then
+  if more == nil then more = rcall('LLEN', rq) > 1 end
+  if more then
     rcall('ZADD', OWN .. ':rows', now, row)
   else
     rcall('ZREM', OWN .. ':rows', row)
@@ -243,7 +271,8 @@ end
 -- The run (`<queue>/<run>/`) leaves its row; the row's next run, if any, starts.
 local function leaveRow(row, runPrefix, now)
   local rq = OWN .. ':rowq:' .. row
-  local head = rcall('LINDEX', rq, 0)
+  local entries = rcall('LRANGE', rq, 0, 2)
+  local head = entries[1]
   if not head or string.sub(head, 1, #runPrefix) ~= runPrefix then
     -- Discarded while waiting: it never ran, nothing else moves. (Looked for among the first
     -- thousand entries only: a script must stay short however long a blocked row grew.)
@@ -252,9 +281,13 @@ local function leaveRow(row, runPrefix, now)
     end
     return
   end
-  local following = rcall('LINDEX', rq, 1)
+  local following = entries[2]
   if following then queue((parseEntry(following))) end -- checked before anything is written
   rcall('LPOP', rq)
   unblock(row)
-  startNext(row, now)
+  if not following then
+    rcall('ZREM', OWN .. ':rows', row)
+    return
+  end
+  startNext(row, now, { first = following, more = entries[3] ~= nil })
 end
