@@ -129,7 +129,18 @@ t.test(TITLE, async (t) => {
   for (const message of burstMessages) {
     lateWrites += await service.redis.exists(keys.seen(changeId(message.body.metadata as SequinMetadata)))
   }
-  const redelivered = await Promise.all(burst.map((batch) => post(url, batch)))
+  // As Sequin does, a batch answered 503 is sent again: the web answers "not ready" until its next
+  // Redis check (REDIS_CHECK_INTERVAL) clears the failure the freeze left.
+  let notReadyRetries = 0
+  const redelivered = await Promise.all(burst.map(async (batch) => {
+    const deadline = Date.now() + 10_000
+    for (;;) {
+      const answer = await post(url, batch)
+      if (answer.status !== 503 || Date.now() > deadline) return answer
+      notReadyRetries++
+      await sleep(200)
+    }
+  }))
   const sim = await simulation
 
   const all = [...sim.messages, ...burstMessages]
@@ -174,6 +185,7 @@ t.test(TITLE, async (t) => {
       `${mb(heldAfter)} after (rss ${mb(before.rss)} → ${mb(frozen.rss)} → ${mb(after.rss)}); ` +
       `${lateWrites}/${burstMessages.length} burst changes written late, after SIGCONT; ` +
       `first 2xx ${firstOk ? `${firstOk.at - resumedAt} ms` : 'never'} after SIGCONT; ` +
+      `redelivered burst: ${notReadyRetries} 503s sent again before the web was ready; ` +
       `${reRuns} step re-runs absorbed by idempotency keys`,
   })
 
