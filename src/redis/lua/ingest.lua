@@ -27,7 +27,6 @@
 local call = cjson.decode(ARGV[1])
 BULL, OWN = call.bull, call.own
 local opts = call.opts
-DEFER_PUSH = true -- each segment's job ids are pushed at its end, one command a queue
 for _, name in ipairs(call.queues) do queue(name) end
 
 -- The segment being written, and what it did.
@@ -170,7 +169,6 @@ local function writeSegment()
     if fresh == 1 and change.journal then journal(change) end
   end
   for _, job in ipairs(plan.quarantine) do add(job) end
-  flushJobs()
   -- A newer change no workflow wanted is still its row's newest: an older one arriving later is late.
   for _, position in ipairs(plan.positions) do isLate(position.row, position.version) end
 

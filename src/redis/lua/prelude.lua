@@ -23,10 +23,7 @@ local BULL, OWN
 -- writes the job hash before pushing its id: a key of the wrong type (an operator's mistake, a
 -- foreign tool) would leave a job that exists but is in no list, and that a redelivery would
 -- then take for a duplicate. Scripts look every queue up (and so check it) before writing.
--- Checked: the keys adding a job touches (BullMQ's add script takes `paused` and `delayed` too,
--- but touches them only for options changeflow never sets), and `completed`, which the step
--- script's BullMQ part writes after the next step's job was added.
-local expectedTypes = { 'list', false, 'hash', 'string', 'zset', false, 'list', 'stream', 'zset' }
+local expectedTypes = { 'list', 'list', 'hash', 'string', 'zset', 'zset', 'list', 'stream', 'zset' }
 local queues = {}
 local function queue(name)
   local q = queues[name]
@@ -35,12 +32,9 @@ local function queue(name)
   local keys = { base .. 'wait', base .. 'paused', base .. 'meta', base .. 'id', base .. 'completed',
     base .. 'delayed', base .. 'active', base .. 'events', base .. 'marker' }
   for i, key in ipairs(keys) do
-    local expected = expectedTypes[i]
-    if expected then
-      local found = rcall('TYPE', key)['ok']
-      if found ~= 'none' and found ~= expected then
-        error('CF_KEYTYPE ' .. key .. ' is a ' .. found .. ', not a ' .. expected .. ': nothing was written')
-      end
+    local found = rcall('TYPE', key)['ok']
+    if found ~= 'none' and found ~= expectedTypes[i] then
+      error('CF_KEYTYPE ' .. key .. ' is a ' .. found .. ', not a ' .. expectedTypes[i] .. ': nothing was written')
     end
   end
   q = { keys = keys, prefix = base }
@@ -90,52 +84,25 @@ local function asText(n)
   return text
 end
 
--- While set (ingest.lua, for a segment), added job ids wait in their queue's `pending` list and
--- flushJobs() pushes them with one command a queue; otherwise each is pushed as it is added.
-local DEFER_PUSH = false
-
--- Pushes the ids of jobs added while DEFER_PUSH was set (their hashes and events are written):
--- the same wait list, counter and marker as one BullMQ add a job would leave.
-local function flushJobs()
-  for _, q in pairs(queues) do
-    local pending = q.pending
-    if pending and #pending > 0 then
-      for from = 1, #pending, 1000 do
-        rcall('LPUSH', q.keys[1], unpack(pending, from, math.min(from + 999, #pending)))
-      end
-      rcall('INCRBY', q.keys[4], #pending)
-      q.pending = {}
-    end
-  end
-end
-
 -- Adds a job as BullMQ's add script would (the job hash, its 'added' and 'waiting' events, the
 -- wait list, the id counter, the marker that wakes a worker), without running that script a job:
--- its settings are read once a script and it is a handful of commands. The options are stored as
+-- its settings are read once a script and it is a handful of commands, each job written whole
+-- before the next (an error later in the script leaves no job outside its list). The options are stored as
 -- given (BullMQ's script stores the same JSON, its keys in another order). Anything but a plain
 -- new job (an id that exists, a delay, a priority, ...) goes through BullMQ's script.
 local function addJob(q, jobId, name, data, optsJson, now)
   local opts = options(optsJson)
   local jobKey = q.prefix .. jobId
   if not opts.plain or rcall('EXISTS', jobKey) == 1 then
-    flushJobs() -- the wait list keeps the order jobs were added in
     opts.packed = opts.packed or cmsgpack.pack(opts.decoded)
     return bullmqAddStandardJob(q.keys, { cmsgpack.pack({ q.prefix, jobId, name, now }), data, opts.packed })
   end
+  -- In BullMQ's order: should a command fail (the counter holds no number), no job is half added.
+  rcall('INCR', q.keys[4])
   queueState(q)
   rcall('HMSET', jobKey, 'name', name, 'data', data, 'opts', optsJson, 'timestamp', asText(now), 'delay', '0', 'priority', '0')
   rcall('XADD', q.keys[8], '*', 'event', 'added', 'jobId', jobId, 'name', name)
-  if DEFER_PUSH then
-    local pending = q.pending
-    if not pending then
-      pending = {}
-      q.pending = pending
-    end
-    pending[#pending + 1] = jobId
-  else
-    rcall('INCR', q.keys[4])
-    rcall('LPUSH', q.keys[1], jobId)
-  end
+  rcall('LPUSH', q.keys[1], jobId)
   if not q.held and not q.marked then
     rcall('ZADD', q.keys[9], '0', '0')
     q.marked = true

@@ -11,20 +11,20 @@ import { startRedisServer } from '../../../scripts/lib/redis-server.ts'
 const harness = compose(`
 BULL, OWN = ARGV[1], ARGV[2]
 local mode, now, optsJson, q = ARGV[3], tonumber(ARGV[4]), ARGV[5], queue(ARGV[6])
-DEFER_PUSH = mode == 'deferred'
 local out = {}
 for i = 7, #ARGV, 2 do
-  if mode == 'bullmq' then
+  if ARGV[i] == 'fail' then
+    redis.call('LPUSH', ARGV[i + 1], 'x') -- a later command of the script fails
+  elseif mode == 'bullmq' then
     out[#out + 1] = bullmqAddStandardJob(q.keys, { cmsgpack.pack({ q.prefix, ARGV[i], 'step', now }), ARGV[i + 1], cmsgpack.pack(cjson.decode(optsJson)) })
   else
     out[#out + 1] = addJob(q, ARGV[i], 'step', ARGV[i + 1], optsJson, now)
   end
 end
-flushJobs()
 return out
 `)
 
-const MODES = ['bullmq', 'lean', 'deferred'] as const
+const MODES = ['bullmq', 'lean'] as const
 type Mode = (typeof MODES)[number]
 const OPTS = JSON.stringify({ attempts: 3, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: { age: 86400, count: 1000 }, removeOnFail: false })
 
@@ -68,10 +68,8 @@ t.test('adding a plain job: what BullMQ\'s add script leaves, with fewer command
       for (const step of steps) replies[mode]!.push(await step(mode, queue))
     }
     const bull = await snapshot('q-bullmq')
-    for (const mode of ['lean', 'deferred'] as const) {
-      t.same(replies[mode], replies.bullmq, `${mode}: the same replies`)
-      t.same(await snapshot(`q-${mode}`), bull, `${mode}: the same keys, job hashes, lists, counter, marker, meta and events`)
-    }
+    t.same(replies.lean, replies.bullmq, 'the same replies')
+    t.same(await snapshot('q-lean'), bull, 'the same keys, job hashes, lists, counter, marker, meta and events')
     return bull
   }
 
@@ -122,9 +120,23 @@ t.test('adding a plain job: what BullMQ\'s add script leaves, with fewer command
     t.equal(bull.jobs['job-3']!.delay, '5000', 'a delay is stored as BullMQ\'s add script stores it')
   })
 
+  t.test('a script that fails after adding leaves every job it added in its list; a counter that holds no number adds nothing', async (t) => {
+    await redis.flushall()
+    await redis.set('{t}:not-a-list', 'x')
+    const failed = await same(t, async () => {}, [
+      (mode, queue) => add(mode, queue, [['job-1', '{}'], ['job-2', '{}'], ['fail', '{t}:not-a-list']]).catch((error: Error) => error.message.replace(/script: \w+/, 'script')),
+    ])
+    t.same(failed.wait, ['job-2', 'job-1'], 'the jobs added before the failure wait to run')
+    await redis.flushall()
+    const noNumber = await same(t, (queue) => redis.set(`{t}:${queue}:id`, 'not-a-number').then(() => {}), [
+      (mode, queue) => add(mode, queue, [['job-1', '{}']]).catch((error: Error) => /not an integer/.test(error.message)),
+    ])
+    t.same(noNumber.jobs, {}, 'no job hash without its place in the list')
+  })
+
   t.test('a BullMQ worker runs what was added', async (t) => {
     await redis.flushall()
-    await add('deferred', 'run', [['job-1', '{"n":1}'], ['job-2', '{"n":2}']])
+    await add('lean', 'run', [['job-1', '{"n":1}'], ['job-2', '{"n":2}']])
     const seen: unknown[] = []
     const done = new Promise<void>((resolve) => {
       const worker = new Worker('run', async (job) => {
