@@ -33,6 +33,20 @@ function toJson (value: unknown, step: string): string {
   }
 }
 
+/** An object's JSON with one more member, given as JSON (none when `valueJson` is undefined). */
+function withMember (objectJson: string, name: string, valueJson: string | undefined): string {
+  if (valueJson === undefined) return objectJson
+  const member = `${JSON.stringify(name)}:${valueJson}`
+  return objectJson === '{}' ? `{${member}}` : `${objectJson.slice(0, -1)},${member}}`
+}
+
+/** The earlier results with this step's, as JSON. */
+function withResult (results: Record<string, unknown>, name: string, resultJson: string): string {
+  // A result of this step already among them (only a job made by hand could carry one) is replaced.
+  if (Object.hasOwn(results, name)) return JSON.stringify({ ...results, [name]: JSON.parse(resultJson) as unknown })
+  return withMember(JSON.stringify(results), name, resultJson)
+}
+
 /**
  * The earlier steps' results a job carries, when it carries every one of them. A worker of the
  * previous release spread a job's data into the next job's, `results` included, without the step
@@ -132,11 +146,12 @@ export function createStepRunner ({ redis, keys, workflows, jobOptions, runTtlMs
     ]
     if (next) {
       const { results: _carried, ...rest } = data
-      const nextData: StepJobData = { ...rest, step: next.name, stepIndex: data.stepIndex + 1 }
-      // Carried while small; past that the next steps read the run's record.
-      const passed = carried === undefined ? undefined : { ...results, [step.name]: JSON.parse(resultJson) as unknown }
-      if (passed !== undefined && Buffer.byteLength(JSON.stringify(passed)) <= CARRIED_RESULTS_MAX_BYTES) nextData.results = passed
-      argv.push(stepJobId(data.run, next.name), next.name, JSON.stringify(nextData), jobOptions.step(workflow.name, next.name))
+      const nextData: Omit<StepJobData, 'results'> = { ...rest, step: next.name, stepIndex: data.stepIndex + 1 }
+      // Carried while small; past that the next steps read the run's record. The result joins
+      // the earlier ones as the JSON it is recorded as: nothing is serialised twice.
+      const passed = carried === undefined ? undefined : withResult(results, step.name, resultJson)
+      const carry = passed !== undefined && Buffer.byteLength(passed) <= CARRIED_RESULTS_MAX_BYTES
+      argv.push(stepJobId(data.run, next.name), next.name, withMember(JSON.stringify(nextData), 'results', carry ? passed : undefined), jobOptions.step(workflow.name, next.name))
     }
     const declared = declaredKeys(redis, runKey, function * () {
       yield seenKey

@@ -84,6 +84,25 @@ t.test('a job a worker of the previous release added (a rolling deploy) carries 
   t.same(executions.map((e) => [e.step, e.results]), [['three', { one: { n: 1 }, two: { n: 2 } }]], 'the earlier results, read from the run')
 })
 
+t.test('a job carrying a result of its own step (made by hand) passes on the fresh one, once', async (t) => {
+  const queue = service.queue('order-flow')
+  await queue.pause()
+  const message = withIdentity(fixtureMessages('batch-orders-update-paid')[0]!, lsn++) as { record: Record<string, unknown>, metadata: Record<string, unknown> }
+  message.record.id = 7102
+  message.metadata.record_pks = ['7102']
+  await service.post({ data: [message] })
+  const [one] = (await queue.getJobs(['wait'])).filter((job) => job.data.key[0] === '7102')
+  const two = stepJobId(one!.data.run, 'two')
+  await service.redis.hset(keys.run(one!.data.run), 'r0', JSON.stringify({ n: 1 }), 'cj', two)
+  await queue.add('two', { ...one!.data, step: 'two', stepIndex: 1, results: { one: { n: 1 }, two: 'stale' } }, { jobId: two })
+  await one!.remove()
+  await queue.resume()
+  await waitFor(() => executions.some((e) => e.key === '7102' && e.step === 'three'), 5_000, 'step three')
+  const three = await queue.getJob(stepJobId(one!.data.run, 'three'))
+  t.same(executions.at(-1)!.results, { one: { n: 1 }, two: { n: 2 } }, 'step three sees step two\'s own result')
+  t.ok(three === undefined || !/"two":"stale"/.test(JSON.stringify(three.data)), 'the stale result is not carried on')
+})
+
 t.test('a failing step is retried with backoff, then the run continues', async (t) => {
   failures.set('flaky/7', 2)
   await service.post({ data: [insertInto('flaky_things', 7)] })
