@@ -62,16 +62,22 @@ t.test('earlier results travel with the next step while small, and are read from
   t.same(carried, { 7001: { one: { n: 1 } }, 7002: undefined }, 'carried in the small run\'s job, not in the large one\'s')
 })
 
-t.test('a job a worker of the previous release added (a rolling deploy) carries stale results: its step reads the run', async (t) => {
-  // The previous release's runner made the next job's data by spreading the job's own, so the
-  // `results` of a job of this release went on unchanged, without the step that worker ran.
+/** An order-flow run for row `id`, its queue paused: the run's first job waits, not yet started. */
+async function pausedOrderRun (id: number) {
   const queue = service.queue('order-flow')
   await queue.pause()
   const message = withIdentity(fixtureMessages('batch-orders-update-paid')[0]!, lsn++) as { record: Record<string, unknown>, metadata: Record<string, unknown> }
-  message.record.id = 7101
-  message.metadata.record_pks = ['7101']
+  message.record.id = id
+  message.metadata.record_pks = [String(id)]
   await service.post({ data: [message] })
-  const [one] = (await queue.getJobs(['wait'])).filter((job) => job.data.key[0] === '7101')
+  const [one] = (await queue.getJobs(['wait'])).filter((job) => job.data.key[0] === String(id))
+  return { queue, one }
+}
+
+t.test('a job a worker of the previous release added (a rolling deploy) carries stale results: its step reads the run', async (t) => {
+  // The previous release's runner made the next job's data by spreading the job's own, so the
+  // `results` of a job of this release went on unchanged, without the step that worker ran.
+  const { queue, one } = await pausedOrderRun(7101)
   t.same(one!.data.results, {}, 'a job of this release')
   // What the old worker left after running steps one and two of it.
   const { run } = one!.data
@@ -85,13 +91,7 @@ t.test('a job a worker of the previous release added (a rolling deploy) carries 
 })
 
 t.test('a job carrying a result of its own step (made by hand) passes on the fresh one, once', async (t) => {
-  const queue = service.queue('order-flow')
-  await queue.pause()
-  const message = withIdentity(fixtureMessages('batch-orders-update-paid')[0]!, lsn++) as { record: Record<string, unknown>, metadata: Record<string, unknown> }
-  message.record.id = 7102
-  message.metadata.record_pks = ['7102']
-  await service.post({ data: [message] })
-  const [one] = (await queue.getJobs(['wait'])).filter((job) => job.data.key[0] === '7102')
+  const { queue, one } = await pausedOrderRun(7102)
   const two = stepJobId(one!.data.run, 'two')
   await service.redis.hset(keys.run(one!.data.run), 'r0', JSON.stringify({ n: 1 }), 'cj', two)
   await queue.add('two', { ...one!.data, step: 'two', stepIndex: 1, results: { one: { n: 1 }, two: 'stale' } }, { jobId: two })
