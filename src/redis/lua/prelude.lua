@@ -86,10 +86,11 @@ end
 
 -- Adds a job as BullMQ's add script would (the job hash, its 'added' and 'waiting' events, the
 -- wait list, the id counter, the marker that wakes a worker), without running that script a job:
--- its settings are read once a script and it is a handful of commands, each job written whole
--- before the next (an error later in the script leaves no job outside its list). The options are stored as
--- given (BullMQ's script stores the same JSON, its keys in another order). Anything but a plain
--- new job (an id that exists, a delay, a priority, ...) goes through BullMQ's script.
+-- the queue's settings are read once a script, and each job is a handful of commands, written
+-- whole before the next (an error later in the script leaves no job outside its list). The
+-- options are stored as given (BullMQ's script stores the same JSON, its keys in another order).
+-- Anything but a plain new job (an id that exists, a delay, a priority, ...) goes through
+-- BullMQ's script.
 local function addJob(q, jobId, name, data, optsJson, now)
   local opts = options(optsJson)
   local jobKey = q.prefix .. jobId
