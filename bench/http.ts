@@ -36,6 +36,15 @@ export interface Run {
   /** CPU seconds a message cost: the receiver process, Redis's main thread. */
   receiverCpuUs: number
   redisCpuUs: number
+  /** At batch 100 (INFO commandstats): Redis's time a message in scripts, in the commands they ran, and those commands' count. */
+  redis?: RedisTime
+}
+
+/** Where Redis's time went, a message: the scripts' whole run and the commands inside them. */
+export interface RedisTime {
+  scriptUs: number
+  commandUs: number
+  commands: number
 }
 
 const jobsDir = fileURLToPath(new URL('jobs/', import.meta.url))
@@ -68,6 +77,29 @@ function waitForLine (child: ChildProcess, pattern: RegExp, what: string): Promi
     child.stderr!.on('data', (chunk: Buffer) => { output += chunk.toString('utf8') })
     child.once('exit', (code) => reject(new Error(`${what} exited (${code}): ${output.slice(-800)}`)))
   })
+}
+
+// What INFO commandstats lists besides the receivers' work: the bench's own reads and resets.
+const NOT_THE_RECEIVERS = new Set(['info', 'config|resetstat', 'ping', 'flushall'])
+
+/**
+ * Redis's time in scripts and in the commands they ran since the last CONFIG RESETSTAT, from INFO
+ * commandstats: a script's time includes its commands', which Redis also counts command by command.
+ */
+async function redisTime (redis: Redis, messages: number): Promise<RedisTime> {
+  let scriptUs = 0
+  let commandUs = 0
+  let commands = 0
+  for (const match of (await redis.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
+    const [, name, calls, usec] = match as unknown as [string, string, string, string]
+    if (NOT_THE_RECEIVERS.has(name) || name.startsWith('client')) continue
+    if (name === 'evalsha' || name === 'eval') scriptUs += Number(usec)
+    else {
+      commandUs += Number(usec)
+      commands += Number(calls)
+    }
+  }
+  return { scriptUs: scriptUs / messages, commandUs: commandUs / messages, commands: commands / messages }
 }
 
 /** Polls `url` until it answers 200 (changeflow logs at warn: no line says it listens). */
@@ -146,12 +178,16 @@ async function measure (receiver: Receiver, spec: (typeof LOADS)[number], redisU
     const run = async (name: Run['receiver'], warmUp: number): Promise<Run> => {
       let receiverBefore = 0
       let redisBefore = 0
-      const before = async () => { [receiverBefore, redisBefore] = [cpuSeconds(child.pid!), await redisCpu(admin)] }
+      const before = async () => {
+        [receiverBefore, redisBefore] = [cpuSeconds(child.pid!), await redisCpu(admin)]
+        await admin.config('RESETSTAT')
+      }
       if (warmUp === 0) await before()
       const result = await load(url, spec.batch, spec.amount, spec.connections, warmUp, before)
       const [receiverAfter, redisAfter] = [cpuSeconds(child.pid!), await redisCpu(admin)]
-      if (result.errors > 0) throw new Error(`${name} at batch ${spec.batch}: ${result.errors} failed requests (${JSON.stringify(result.statuses)})`)
       const messages = result.requests * spec.batch
+      const redis = spec.batch === 100 ? await redisTime(admin, messages) : undefined
+      if (result.errors > 0) throw new Error(`${name} at batch ${spec.batch}: ${result.errors} failed requests (${JSON.stringify(result.statuses)})`)
       return {
         receiver: name,
         batch: spec.batch,
@@ -159,6 +195,7 @@ async function measure (receiver: Receiver, spec: (typeof LOADS)[number], redisU
         p99: result.p99,
         receiverCpuUs: ((receiverAfter - receiverBefore) / messages) * 1e6,
         redisCpuUs: ((redisAfter - redisBefore) / messages) * 1e6,
+        redis,
       }
     }
     // Warmed up first (JIT, scripts, connections) with changes of its own, in the same load process.
@@ -234,12 +271,31 @@ export async function benchHttp (repeats: number): Promise<HttpFigures> {
   const text = [
     httpTable(runs),
     '',
+    'Redis\'s time a message at batch 100 (INFO commandstats: time spent inside Redis, above its CPU time when the cores are contended; a script\'s time includes its commands\'): the commands a receiver runs, and the Lua around them. The commands alone show what the extra bookkeeping costs before any Lua:',
+    '',
+    redisTimeTable(runs),
+    '',
     'Where the receivers\' main threads spent their CPU at batch 100 (`--cpu-prof`, self time, idle excluded; `node` is Node\'s own code: sockets, HTTP parsing, module loading):',
     '',
     `- changeflow: ${where('changeflow')}`,
     `- bare: ${where('bare')}`,
   ].join('\n')
   return { text, runs, profiles }
+}
+
+export function redisTimeTable (runs: readonly Run[]): string {
+  const rows: string[][] = []
+  for (const receiver of [...RECEIVERS, 'changeflow (redelivered)'] as const) {
+    const measured = runs.filter((run) => run.receiver === receiver && run.redis !== undefined).map((run) => run.redis!)
+    if (measured.length === 0) continue
+    const med = (pick: (time: RedisTime) => number) => median(measured.map(pick))
+    rows.push([
+      receiver, med((time) => time.commands).toFixed(1), med((time) => time.commandUs).toFixed(1),
+      // No script (a redelivery answered from the process's memory): its commands ran on their own.
+      med((time) => time.scriptUs) === 0 ? '-' : med((time) => time.scriptUs - time.commandUs).toFixed(1), med((time) => time.scriptUs).toFixed(1),
+    ])
+  }
+  return table(['receiver', 'commands/msg', 'commands µs/msg', 'Lua and script calls µs/msg', 'scripts µs/msg'], rows)
 }
 
 export function httpTable (runs: readonly Run[]): string {
