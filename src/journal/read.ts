@@ -55,16 +55,23 @@ export async function rowEntries (redis: RedisClient, shards: readonly Keyspace[
 }
 
 /**
- * Every entry of a shard's journal accepted at or after `since`, oldest first, a page at a time
- * (what `replay` selects from). A change is accepted after it was committed, so a commit-time
- * window starts no earlier than its start.
+ * Every entry of a shard's journal accepted at or after `since`, up to `until` (an entry id,
+ * included; the stream's end when absent), oldest first, a page at a time (what `replay` selects
+ * from). A change is accepted after it was committed, so a commit-time window starts no earlier
+ * than its start.
  */
-export async function * scanJournal (redis: RedisClient, keys: Keyspace, shard: number, since: number, pageSize = 500): AsyncGenerator<JournalEntry> {
+export async function * scanJournal (redis: RedisClient, keys: Keyspace, shard: number, since: number, until = '+', pageSize = 500): AsyncGenerator<JournalEntry> {
   let from = String(since)
   for (;;) {
-    const page = await redis.xrange(keys.journal(), from, '+', 'COUNT', pageSize) as RawEntry[]
+    const page = await redis.xrange(keys.journal(), from, until, 'COUNT', pageSize) as RawEntry[]
     for (const raw of page) yield parseEntry(raw, shard)
     if (page.length < pageSize) return
     from = `(${page.at(-1)![0]}`
   }
+}
+
+/** The id of a shard's newest journal entry, or null when its journal is empty. */
+export async function lastEntryId (redis: RedisClient, keys: Keyspace): Promise<string | null> {
+  const [newest] = await redis.xrevrange(keys.journal(), '+', '-', 'COUNT', 1) as RawEntry[]
+  return newest?.[0] ?? null
 }

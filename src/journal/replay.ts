@@ -7,7 +7,7 @@ import type { Keyspace, Layout } from '../keys.ts'
 import type { RedisClient } from '../redis/connection.ts'
 import { withScripts } from '../redis/scripts.ts'
 import type { Workflow } from '../workflows/define.ts'
-import { scanJournal, type JournalEntry } from './read.ts'
+import { lastEntryId, scanJournal, type JournalEntry } from './read.ts'
 
 export interface ReplaySelection {
   workflows?: readonly string[]
@@ -35,16 +35,51 @@ function selected (entry: JournalEntry, selection: ReplaySelection): boolean {
   return (from === undefined || committed >= from) && (to === undefined || committed <= to)
 }
 
-/** The journalled changes a replay selects, in the order they were accepted, each once. */
-export async function selectChanges (redis: RedisClient, layout: Layout, selection: ReplaySelection, since: number): Promise<JournalEntry[]> {
+/** Which of two entries was accepted first (shards' clocks are one Redis's each: ties by id, then shard). */
+function acceptedBefore (a: JournalEntry, b: JournalEntry): boolean {
+  return (a.acceptedAt - b.acceptedAt || a.entry.localeCompare(b.entry) || a.shard - b.shard) < 0
+}
+
+/**
+ * The journalled changes a replay selects, in the order they were accepted, each once, read as
+ * they are needed: every shard's journal a page at a time, merged by acceptance. What the
+ * journals held when the selection began: entries accepted while it runs are not selected. Only
+ * the selected changes' ids are kept (to select each once), never the changes themselves.
+ */
+export async function * selectChanges (redis: RedisClient, layout: Layout, selection: ReplaySelection, since: number): AsyncGenerator<JournalEntry> {
   const start = Math.max(since, (selection.from ?? 0) - CLOCK_SLACK_MS)
-  const found = new Map<string, JournalEntry>()
+  const scans: Array<AsyncGenerator<JournalEntry>> = []
   for (const [shard, keys] of layout.shards.entries()) {
-    for await (const entry of scanJournal(redis, keys, shard, start)) {
-      if (selected(entry, selection) && !found.has(entry.changeId)) found.set(entry.changeId, entry)
+    const last = await lastEntryId(redis, keys)
+    if (last !== null) scans.push(scanJournal(redis, keys, shard, start, last))
+  }
+  const heads = await Promise.all(scans.map(async (scan) => (await scan.next()).value as JournalEntry | undefined))
+  const seen = new Set<string>()
+  for (;;) {
+    let first = -1
+    heads.forEach((head, i) => {
+      if (head !== undefined && (first === -1 || acceptedBefore(head, heads[first]!))) first = i
+    })
+    if (first === -1) return
+    const entry = heads[first]!
+    heads[first] = (await scans[first]!.next()).value as JournalEntry | undefined
+    if (!selected(entry, selection) || seen.has(entry.changeId)) continue
+    seen.add(entry.changeId)
+    yield entry
+  }
+}
+
+/** `entries` in arrays of `size` (the last shorter). */
+export async function * inChunks<T> (entries: AsyncIterable<T>, size: number): AsyncGenerator<T[]> {
+  let chunk: T[] = []
+  for await (const entry of entries) {
+    chunk.push(entry)
+    if (chunk.length === size) {
+      yield chunk
+      chunk = []
     }
   }
-  return [...found.values()].sort((a, b) => a.acceptedAt - b.acceptedAt || a.entry.localeCompare(b.entry))
+  if (chunk.length > 0) yield chunk
 }
 
 /** One run a replay would start: its change (under the replay's identity), workflow and shard. */

@@ -1,6 +1,6 @@
 import { parseDuration } from '../config.ts'
 import { actions as ACTIONS } from '../sequin/message.ts'
-import { commitReplay, planReplay, runStatus, selectChanges, type ReplayRun, type ReplaySelection, type RunStatus } from '../journal/replay.ts'
+import { commitReplay, inChunks, planReplay, runStatus, selectChanges, type ReplayRun, type ReplaySelection, type RunStatus } from '../journal/replay.ts'
 import type { RedisClient } from '../redis/connection.ts'
 import { OperationError } from './cli-commands.ts'
 import { journalSince, type CommandResult, type JournalContext } from './journal-commands.ts'
@@ -48,6 +48,9 @@ type ReplayContext = JournalContext & {
   progress?: (progress: ReplayProgress) => void
 }
 
+/** Changes a replay reads, plans and writes at a time. */
+const REPLAY_CHUNK = 1_000
+
 async function statuses (redis: RedisClient, runs: readonly ReplayRun[]): Promise<RunStatus[]> {
   const found: RunStatus[] = []
   for (let at = 0; at < runs.length; at += 200) found.push(...await Promise.all(runs.slice(at, at + 200).map((run) => runStatus(redis, run))))
@@ -73,42 +76,55 @@ export async function replay (ctx: ReplayContext, options: ReplayOptions): Promi
   const unknown = options.workflows?.filter((name) => !workflows.some((workflow) => workflow.name === name))
   if (unknown?.length) throw new OperationError(`no workflow of JOBS_DIR is named ${unknown.join(', ')}: a replay runs the workflows defined there`)
   const generation = await generationOf(ctx, options)
-  const entries = await selectChanges(ctx.redis, ctx.layout, options, journalSince(ctx.config))
-  const plan = planReplay(entries, workflows, ctx.config, ctx.layout, options, generation)
-  const before = await statuses(ctx.redis, plan.runs)
   const report: ReplayReport = {
     generation,
     dryRun: options.dryRun,
-    selected: entries.length,
-    runs: plan.runs.length,
-    existing: before.filter((status) => status !== 'absent').length,
+    selected: 0,
+    runs: 0,
+    existing: 0,
     enqueued: 0,
     late: 0,
     notStarted: 0,
-    unmatched: plan.unmatched + plan.invalid,
+    unmatched: 0,
     finished: 0,
     failed: 0,
     unfinished: 0,
   }
   const progress = () => ctx.progress?.({ selected: report.selected, enqueued: report.enqueued, finished: report.finished })
   progress()
-  if (options.dryRun) return done(ctx, options, report)
-
-  const absent = plan.runs.filter((_, i) => before[i] === 'absent')
   const limits = { dedupTtlMs: ctx.config.DEDUP_TTL, quarantineLimit: ctx.config.QUARANTINE_LIMIT, replication: { replicas: ctx.config.REDIS_WAIT_REPLICAS, timeoutMs: ctx.config.REDIS_WAIT_TIMEOUT } }
-  let checked = 0
+  // The runs started, to be followed to their end: the one thing a replay keeps of every change.
   const enqueued: ReplayRun[] = []
-  const totals = await commitReplay(ctx.redis, ctx.layout, plan, limits, async (batch) => {
-    const ids = new Set(batch.changes.map((change) => change.changeId))
-    const written = absent.slice(checked).filter((run) => ids.has(run.changeId))
-    checked += written.length
-    const after = await statuses(ctx.redis, written)
-    enqueued.push(...written.filter((_, i) => after[i] !== 'absent'))
-    report.enqueued = enqueued.length
+  // A chunk of the selection at a time, planned, checked and written before the next is read: a
+  // replay of the whole journal holds a chunk's changes, not the journal's.
+  for await (const entries of inChunks(selectChanges(ctx.redis, ctx.layout, options, journalSince(ctx.config)), REPLAY_CHUNK)) {
+    const plan = planReplay(entries, workflows, ctx.config, ctx.layout, options, generation)
+    const before = await statuses(ctx.redis, plan.runs)
+    report.selected += entries.length
+    report.runs += plan.runs.length
+    report.existing += before.filter((status) => status !== 'absent').length
+    report.unmatched += plan.unmatched + plan.invalid
     progress()
-  })
-  report.late = totals.late
-  report.notStarted = absent.length - enqueued.length
+    if (options.dryRun) continue
+
+    const absent = plan.runs.filter((_, i) => before[i] === 'absent')
+    let checked = 0
+    let started = 0
+    const totals = await commitReplay(ctx.redis, ctx.layout, plan, limits, async (batch) => {
+      const ids = new Set(batch.changes.map((change) => change.changeId))
+      const written = absent.slice(checked).filter((run) => ids.has(run.changeId))
+      checked += written.length
+      const after = await statuses(ctx.redis, written)
+      const now = written.filter((_, i) => after[i] !== 'absent')
+      started += now.length
+      report.enqueued += now.length
+      enqueued.push(...now)
+      progress()
+    })
+    report.late += totals.late
+    report.notStarted += absent.length - started
+  }
+  if (options.dryRun) return done(ctx, options, report)
 
   await waitForRuns(ctx.redis, enqueued, options.waitMs, (counts) => {
     Object.assign(report, counts)

@@ -1,0 +1,119 @@
+import t, { type Test } from 'tap'
+import { randomBytes } from 'node:crypto'
+import { Redis } from 'ioredis'
+import { Layout } from '../../../src/keys.ts'
+import { inChunks, selectChanges } from '../../../src/journal/replay.ts'
+import type { JournalEntry } from '../../../src/journal/read.ts'
+import { REDIS_URL } from '../../helpers/test-redis.ts'
+import { message, orderPaid } from '../../helpers/stack.ts'
+import { loadConfig, projectRoot } from '../../../src/config.ts'
+import { replay } from '../../../src/operations/replay-command.ts'
+import { loadWorkflows } from '../../../src/workflows/load.ts'
+
+// A replay reads the journal as it goes (src/journal/replay.ts, selectChanges): every shard a page
+// of 500 entries at a time, merged by acceptance, each change once, and only what the journals
+// held when the selection began.
+const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 })
+t.teardown(() => redis.disconnect())
+
+/** A layout of its own, its keys deleted at the end. */
+function layoutOf (t: Test, shards: number): Layout {
+  const layout = new Layout(`sel-${randomBytes(4).toString('hex')}`, shards)
+  t.teardown(async () => {
+    for (const keys of layout.shards) await redis.del(keys.journal())
+  })
+  return layout
+}
+
+/** Journals a change as the ingest script does: its entry id says when it was accepted. */
+function journal (layout: Layout, shard: number, entryId: string, change: string, row: number) {
+  return redis.xadd(layout.shards[shard]!.journal(), entryId, 'i', change, 'w', 'order-flow', 'c', JSON.stringify(message('orders', row, 'update', 9_000_000 + row)))
+}
+
+async function all (entries: AsyncIterable<JournalEntry>): Promise<JournalEntry[]> {
+  const found: JournalEntry[] = []
+  for await (const entry of entries) found.push(entry)
+  return found
+}
+
+t.test('the shards\' journals merged in the order their changes were accepted, each change once, the earliest entry of it', async (t) => {
+  const layout = layoutOf(t, 3)
+  await journal(layout, 1, '1000-0', 'a', 1)
+  await journal(layout, 0, '1001-0', 'b', 2)
+  await journal(layout, 2, '1001-1', 'c', 3)
+  await journal(layout, 0, '1002-0', 'a', 1) // accepted again (its dedup mark had expired)
+  await journal(layout, 1, '1003-0', 'd', 4)
+  await journal(layout, 2, '1004-0', 'e', 5)
+  const found = await all(selectChanges(redis, layout, {}, 0))
+  t.same(found.map((entry) => [entry.changeId, entry.shard, entry.entry]), [
+    ['a', 1, '1000-0'], ['b', 0, '1001-0'], ['c', 2, '1001-1'], ['d', 1, '1003-0'], ['e', 2, '1004-0'],
+  ])
+  t.same(found.map((entry) => entry.message.record.id), [1, 2, 3, 4, 5], 'each with its message')
+  t.same((await all(selectChanges(redis, layout, { key: ['4'] }, 0))).map((entry) => entry.changeId), ['d'], 'only what the selection names')
+  t.same((await all(selectChanges(redis, layout, {}, 1002))).map((entry) => entry.changeId), ['a', 'd', 'e'], 'nothing accepted before `since`')
+})
+
+t.test('read a page at a time as the replay goes, and only what the journals held when it began', async (t) => {
+  const layout = layoutOf(t, 2)
+  const pipeline = redis.pipeline()
+  for (let i = 0; i < 1_200; i++) {
+    pipeline.xadd(layout.shards[i % 2]!.journal(), `${2000 + i}-0`, 'i', `c${i}`, 'w', 'order-flow', 'c', JSON.stringify(message('orders', i, 'update', 9_100_000 + i)))
+  }
+  await pipeline.exec()
+  const selection = selectChanges(redis, layout, {}, 0)
+  const first = await selection.next()
+  t.equal(first.value?.changeId, 'c0')
+  // Journalled after the selection began: not part of it.
+  await journal(layout, 0, '9000-0', 'late', 9_999)
+  const rest = await all(selection)
+  t.equal(rest.length, 1_199, 'every entry of both shards, across their pages')
+  t.same(rest.map((entry) => entry.changeId), Array.from({ length: 1_199 }, (_, i) => `c${i + 1}`), 'in acceptance order')
+
+  // The journals gone after the first entry was read: a selection reading as it goes yields the
+  // first page of each shard it had read, not the 1,200 entries a selection read up front would.
+  const again = selectChanges(redis, layout, {}, 0)
+  await again.next()
+  for (const keys of layout.shards) await redis.del(keys.journal())
+  t.equal((await all(again)).length, 999, '500 entries of each shard were read, one of them already yielded')
+})
+
+t.test('a replay of more changes than it reads at a time counts and starts every one, once', async (t) => {
+  const layout = layoutOf(t, 1)
+  t.teardown(async () => {
+    let cursor = '0'
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `*${layout.prefix}*`, 'COUNT', 1000)
+      cursor = next
+      if (keys.length > 0) await redis.del(...keys)
+    } while (cursor !== '0')
+  })
+  const pipeline = redis.pipeline()
+  const now = Date.now()
+  for (let i = 0; i < 2_100; i++) {
+    pipeline.xadd(layout.home.journal(), `${now - 10_000 + i}-0`, 'i', `r${i}`, 'w', 'order-flow', 'c', JSON.stringify(orderPaid(80_000 + i, 9_200_000 + i)))
+  }
+  await pipeline.exec()
+  const workflows = await loadWorkflows(`${projectRoot}test/fixtures/jobs/`)
+  const config = loadConfig({ REDIS_URL, SEQUIN_WEBHOOK_TOKENS: 'test-token' })
+  const lines: string[] = []
+  const ctx = { config, redis, layout, out: (line: string) => lines.push(line), err: (line: string) => lines.push(line), workflows: async () => workflows }
+  const forced = { force: true, dryRun: false, json: false, waitMs: 0 }
+
+  t.match((await replay(ctx, { ...forced, dryRun: true })).data, { generation: 1, selected: 2_100, runs: 2_100, existing: 0 }, 'a dry run')
+  t.match((await replay(ctx, forced)).data, { generation: 1, selected: 2_100, runs: 2_100, existing: 0, enqueued: 2_100, notStarted: 0, unfinished: 2_100 })
+  t.equal(await redis.llen(`${layout.home.bullPrefix}:order-flow:wait`), 2_100, 'a first step each (no worker runs here)')
+  t.match((await replay(ctx, { ...forced, generation: 1 })).data, { generation: 1, selected: 2_100, runs: 2_100, existing: 2_100, enqueued: 0 }, 'the same generation again starts nothing')
+  t.equal(await redis.llen(`${layout.home.bullPrefix}:order-flow:wait`), 2_100)
+})
+
+t.test('chunks of a selection', async (t) => {
+  async function * numbers (n: number) { for (let i = 0; i < n; i++) yield i }
+  const sizes = async (n: number, size: number) => {
+    const found: number[] = []
+    for await (const chunk of inChunks(numbers(n), size)) found.push(chunk.length)
+    return found
+  }
+  t.same(await sizes(2_500, 1_000), [1_000, 1_000, 500])
+  t.same(await sizes(2_000, 1_000), [1_000, 1_000])
+  t.same(await sizes(0, 1_000), [])
+})
