@@ -110,7 +110,11 @@ t.test('connections between the web and Redis cut mid-enqueue: no 2xx without th
     const sim = { done: false }
     const simulation = simulateSequin({ url, token: TOKEN, ...TRAFFIC, firstRow: 20_000 + round * 1_000, live })
       .finally(() => { sim.done = true })
-    const cutNow = async () => sim.done || (service.web.redis.status === 'ready' && live.inFlight[0]! > 0 && await ready())
+    // A cut waits for a request the web has received and not answered yet (what `inFlightAt`
+    // below counts), not only for one the sender has out: on a busy machine those may all still be
+    // on their way, or answered, when the cut comes.
+    const received = () => answers.some((answer) => answer.ms === null)
+    const cutNow = async () => sim.done || (service.web.redis.status === 'ready' && live.inFlight[0]! > 0 && received() && await ready() && received())
     while (!sim.done && cuts.length < plan.length) {
       await waitFor(cutNow, 10_000, 'the web ready with batches in flight')
       if (!sim.done) await next(plan[cuts.length]!)
