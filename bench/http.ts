@@ -26,16 +26,17 @@ export const LOADS = [
   { batch: 1000, amount: 16, connections: 4 },
 ] as const
 
-interface LoadResult { seconds: number, requests: number, p50: number, p99: number, errors: number, statuses: Record<string, number> }
+interface LoadResult { seconds: number, requests: number, p50: number, p99: number, errors: number, statuses: Record<string, number>, cpuUs: number }
 
 export interface Run {
   receiver: Receiver | 'changeflow (redelivered)'
   batch: number
   messagesPerSecond: number
   p99: number
-  /** CPU seconds a message cost: the receiver process, Redis's main thread. */
+  /** CPU µs a message cost: the receiver process, Redis's main thread, the load generator. */
   receiverCpuUs: number
   redisCpuUs: number
+  loadCpuUs: number
   /** At batch 100 (INFO commandstats): Redis's time a message in scripts, in the commands they ran, and those commands' count. */
   redis?: RedisTime
 }
@@ -195,6 +196,7 @@ async function measure (receiver: Receiver, spec: (typeof LOADS)[number], redisU
         p99: result.p99,
         receiverCpuUs: ((receiverAfter - receiverBefore) / messages) * 1e6,
         redisCpuUs: ((redisAfter - redisBefore) / messages) * 1e6,
+        loadCpuUs: result.cpuUs / messages,
         redis,
       }
     }
@@ -271,6 +273,8 @@ export async function benchHttp (repeats: number): Promise<HttpFigures> {
   const text = [
     httpTable(runs),
     '',
+    cpuSumText(runs),
+    '',
     'Redis\'s time a message at batch 100 (INFO commandstats: time spent inside Redis, above its CPU time when the cores are contended; a script\'s time includes its commands\'): the commands a receiver runs, and the Lua around them. The commands alone show what the extra bookkeeping costs before any Lua:',
     '',
     redisTimeTable(runs),
@@ -281,6 +285,25 @@ export async function benchHttp (repeats: number): Promise<HttpFigures> {
     `- bare: ${where('bare')}`,
   ].join('\n')
   return { text, runs, profiles }
+}
+
+/**
+ * The CPU a message costs in all three processes, against the rate: with every core busy, a
+ * receiver's rate is about the inverse of that sum, and so the ratio of two sums predicts the
+ * ratio of two rates (see README, Benchmark).
+ */
+export function cpuSumText (runs: readonly Run[]): string {
+  const sum = (receiver: Run['receiver'], batch: number) => {
+    const mine = runs.filter((run) => run.receiver === receiver && run.batch === batch)
+    return median(mine.map((run) => run.receiverCpuUs + run.redisCpuUs + run.loadCpuUs))
+  }
+  const rateOf = (receiver: Run['receiver'], batch: number) => median(runs.filter((run) => run.receiver === receiver && run.batch === batch).map((run) => run.messagesPerSecond))
+  const lines = LOADS.filter(({ batch }) => runs.some((run) => run.receiver === 'changeflow' && run.batch === batch) && runs.some((run) => run.receiver === 'bare' && run.batch === batch))
+    .map(({ batch }) => {
+      const [bare, changeflow] = [sum('bare', batch), sum('changeflow', batch)]
+      return `- batch ${batch}: bare ${Math.round(bare)} µs, changeflow ${Math.round(changeflow)} µs: predicted ${ratio(bare / changeflow)}, measured ${ratio(rateOf('changeflow', batch) / rateOf('bare', batch))}`
+    })
+  return ['CPU a message in all three processes (receiver + Redis + load generator), and the ratio of rates that predicts on a machine whose cores are all busy:', '', ...lines].join('\n')
 }
 
 export function redisTimeTable (runs: readonly Run[]): string {
@@ -312,8 +335,9 @@ export function httpTable (runs: readonly Run[]): string {
         String(batch), receiver, Math.round(rate).toLocaleString('en-US'), ratio(rate / bare),
         String(Math.round(med(mine.map((run) => run.p99)))),
         String(Math.round(med(mine.map((run) => run.receiverCpuUs)))), String(Math.round(med(mine.map((run) => run.redisCpuUs)))),
+        String(Math.round(med(mine.map((run) => run.loadCpuUs)))),
       ])
     }
   }
-  return table(['batch', 'receiver', 'messages/s', 'vs bare', 'p99 ms', 'receiver CPU µs/msg', 'Redis CPU µs/msg'], rows)
+  return table(['batch', 'receiver', 'messages/s', 'vs bare', 'p99 ms', 'receiver CPU µs/msg', 'Redis CPU µs/msg', 'load generator CPU µs/msg'], rows)
 }

@@ -2,7 +2,8 @@
 // `batch` unique Sequin messages each and sends them with autocannon over `connections`
 // connections: first `warmUp` requests (JIT, scripts, connections), then, once the parent says
 // `go` on stdin (it samples CPU between the two), the `amount` measured ones, with changes of
-// their own. Prints `warm` after the warm-up and one JSON line at the end.
+// their own. Prints `warm` after the warm-up and one JSON line at the end, with the CPU the
+// measured load cost this process.
 import autocannon from 'autocannon'
 import { once } from 'node:events'
 import { newRow, orderPaid } from './workload.ts'
@@ -46,7 +47,9 @@ const bodies = requestBodies(amount)
 // whole-second tick of its sampler, which would round every run up to whole seconds.
 const started = performance.now()
 lastAnswer = started
+const cpuBefore = process.cpuUsage()
 const result = await send(bodies)
+const cpu = process.cpuUsage(cpuBefore)
 process.stdout.write(`${JSON.stringify({
   seconds: (lastAnswer - started) / 1000,
   requests: result.requests.total,
@@ -54,5 +57,7 @@ process.stdout.write(`${JSON.stringify({
   p99: result.latency.p99,
   errors: result.errors + result.timeouts + result.non2xx,
   statuses,
+  // This process's own CPU during the measured load (µs): the receivers' neighbour on the cores.
+  cpuUs: cpu.user + cpu.system,
 })}\n`)
 process.stdin.destroy()
