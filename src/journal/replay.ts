@@ -35,9 +35,15 @@ function selected (entry: JournalEntry, selection: ReplaySelection): boolean {
   return (from === undefined || committed >= from) && (to === undefined || committed <= to)
 }
 
-/** Which of two entries was accepted first (shards' clocks are one Redis's each: ties by id, then shard). */
+/** An entry id's sequence number within its millisecond (`<ms>-<seq>`). */
+const sequence = (entry: JournalEntry) => Number(entry.entry.slice(entry.entry.indexOf('-') + 1))
+
+/**
+ * Which of two entries of different shards was accepted first: by time, then (the same
+ * millisecond) by sequence number and shard, an order as good as any between shards.
+ */
 function acceptedBefore (a: JournalEntry, b: JournalEntry): boolean {
-  return (a.acceptedAt - b.acceptedAt || a.entry.localeCompare(b.entry) || a.shard - b.shard) < 0
+  return (a.acceptedAt - b.acceptedAt || sequence(a) - sequence(b) || a.shard - b.shard) < 0
 }
 
 /**

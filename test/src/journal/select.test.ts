@@ -53,6 +53,15 @@ t.test('the shards\' journals merged in the order their changes were accepted, e
   t.same((await all(selectChanges(redis, layout, {}, 1002))).map((entry) => entry.changeId), ['a', 'd', 'e'], 'nothing accepted before `since`')
 })
 
+t.test('entries of the same millisecond: in their stream\'s order within a shard, by sequence number between shards', async (t) => {
+  const layout = layoutOf(t, 2)
+  await journal(layout, 0, '5000-2', 'p', 1)
+  await journal(layout, 0, '5000-10', 'q', 2)
+  await journal(layout, 1, '5000-9', 'r', 3)
+  await journal(layout, 1, '5000-11', 's', 4)
+  t.same((await all(selectChanges(redis, layout, {}, 0))).map((entry) => entry.entry), ['5000-2', '5000-9', '5000-10', '5000-11'])
+})
+
 t.test('read a page at a time as the replay goes, and only what the journals held when it began', async (t) => {
   const layout = layoutOf(t, 2)
   const pipeline = redis.pipeline()
