@@ -79,7 +79,8 @@ With --force each selected run executes again, every step, under new ctx.idempot
 provider sees a new request (a second charge, a second email); with nothing selected it is
 refused unless --all says the whole journal is meant. Replayed changes older than their
 row's newest are change.late (skipped by late: 'skip' workflows). Exit code 1 when a replayed run
-failed or had not finished within --wait.
+failed or had not finished within --wait, or when the journal trimmed changes before the replay
+read them (the report says which).
 
 Examples:
   changeflow replay --table orders --key 42 --dry-run

@@ -55,23 +55,43 @@ export async function rowEntries (redis: RedisClient, shards: readonly Keyspace[
 }
 
 /**
- * Every entry of a shard's journal accepted at or after `since`, up to `until` (an entry id,
- * included; the stream's end when absent), oldest first, a page at a time (what `replay` selects
- * from). A change is accepted after it was committed, so a commit-time window starts no earlier
- * than its start.
+ * Entries of a journal deleted before a scan read them: those after the entry `after` and before
+ * the entry `before` (null: up to the journal's newest entry when the scan began). The journal
+ * trimmed them (its length or age bound) while the scan was on its way, or they were deleted.
  */
-export async function * scanJournal (redis: RedisClient, keys: Keyspace, shard: number, since: number, until = '+', pageSize = 500): AsyncGenerator<JournalEntry> {
-  let from = String(since)
-  for (;;) {
-    const page = await redis.xrange(keys.journal(), from, until, 'COUNT', pageSize) as RawEntry[]
-    for (const raw of page) yield parseEntry(raw, shard)
-    if (page.length < pageSize) return
-    from = `(${page.at(-1)![0]}`
-  }
+export interface JournalGap {
+  shard: number
+  after: string
+  before: string | null
 }
 
-/** The id of a shard's newest journal entry, or null when its journal is empty. */
-export async function lastEntryId (redis: RedisClient, keys: Keyspace): Promise<string | null> {
-  const [newest] = await redis.xrevrange(keys.journal(), '+', '-', 'COUNT', 1) as RawEntry[]
-  return newest?.[0] ?? null
+/**
+ * Every entry of a shard's journal accepted at or after `since` when the scan began (entries
+ * added after its first read are not part of it), oldest first, a page at a time (what `replay`
+ * selects from). A change is accepted after it was committed, so a commit-time window starts no
+ * earlier than its start. Each page reads one entry more than it yields, the next page's first:
+ * when that entry is gone by the next read, the entries from it up to the first one left were
+ * deleted before the scan reached them, and are reported to `gap`.
+ */
+export async function * scanJournal (redis: RedisClient, keys: Keyspace, shard: number, since: number, gap: (gap: JournalGap) => void = () => {}, pageSize = 500): AsyncGenerator<JournalEntry> {
+  const key = keys.journal()
+  // The newest entry and the first page in one step: the scan's end, and its start.
+  const [[lastError, newest], [pageError, first]] = await redis.multi().xrevrange(key, '+', '-', 'COUNT', 1).xrange(key, since, '+', 'COUNT', pageSize + 1).exec() as
+    [[Error | null, RawEntry[]], [Error | null, RawEntry[]]]
+  if (lastError ?? pageError) throw lastError ?? pageError
+  const until = newest[0]?.[0]
+  if (until === undefined) return
+  let page = first
+  let read: string | undefined // the last entry yielded
+  for (;;) {
+    for (const raw of page.slice(0, pageSize)) {
+      read = raw[0]
+      yield parseEntry(raw, shard)
+    }
+    const next = page[pageSize]?.[0]
+    if (next === undefined) return
+    page = await redis.xrange(key, next, until, 'COUNT', pageSize + 1) as RawEntry[]
+    const found = page[0]?.[0]
+    if (found !== next) gap({ shard, after: read!, before: found ?? null })
+  }
 }

@@ -7,7 +7,7 @@ import type { Keyspace, Layout } from '../keys.ts'
 import type { RedisClient } from '../redis/connection.ts'
 import { withScripts } from '../redis/scripts.ts'
 import type { Workflow } from '../workflows/define.ts'
-import { lastEntryId, scanJournal, type JournalEntry } from './read.ts'
+import { scanJournal, type JournalEntry, type JournalGap } from './read.ts'
 
 export interface ReplaySelection {
   workflows?: readonly string[]
@@ -49,16 +49,14 @@ function acceptedBefore (a: JournalEntry, b: JournalEntry): boolean {
 /**
  * The journalled changes a replay selects, in the order they were accepted, each once, read as
  * they are needed: every shard's journal a page at a time, merged by acceptance. What the
- * journals held when the selection began: entries accepted while it runs are not selected. Only
- * the selected changes' ids are kept (to select each once), never the changes themselves.
+ * journals held when the selection began: entries accepted while it runs are not selected, and
+ * entries the journals trimmed before the selection reached them are reported to `gap` (see
+ * scanJournal). Only the selected changes' ids are kept (to select each once), never the changes
+ * themselves.
  */
-export async function * selectChanges (redis: RedisClient, layout: Layout, selection: ReplaySelection, since: number): AsyncGenerator<JournalEntry> {
+export async function * selectChanges (redis: RedisClient, layout: Layout, selection: ReplaySelection, since: number, gap: (gap: JournalGap) => void = () => {}): AsyncGenerator<JournalEntry> {
   const start = Math.max(since, (selection.from ?? 0) - CLOCK_SLACK_MS)
-  const scans: Array<AsyncGenerator<JournalEntry>> = []
-  for (const [shard, keys] of layout.shards.entries()) {
-    const last = await lastEntryId(redis, keys)
-    if (last !== null) scans.push(scanJournal(redis, keys, shard, start, last))
-  }
+  const scans = layout.shards.map((keys, shard) => scanJournal(redis, keys, shard, start, gap))
   const heads = await Promise.all(scans.map(async (scan) => (await scan.next()).value as JournalEntry | undefined))
   const seen = new Set<string>()
   for (;;) {

@@ -1,6 +1,7 @@
 import { parseDuration } from '../config.ts'
 import { actions as ACTIONS } from '../sequin/message.ts'
 import { commitReplay, inChunks, planReplay, runStatus, selectChanges, type ReplayRun, type ReplaySelection, type RunStatus } from '../journal/replay.ts'
+import type { JournalGap } from '../journal/read.ts'
 import type { RedisClient } from '../redis/connection.ts'
 import { OperationError } from './cli-commands.ts'
 import { journalSince, type CommandResult, type JournalContext } from './journal-commands.ts'
@@ -35,6 +36,11 @@ export interface ReplayReport {
   finished: number
   failed: number
   unfinished: number
+  /**
+   * Journal entries deleted (the journal's length or age bound) after the replay began and before
+   * it read them: whatever of them it selected was not replayed. Exit 1 when there are any.
+   */
+  trimmed: JournalGap[]
 }
 
 export interface ReplayProgress {
@@ -89,6 +95,7 @@ export async function replay (ctx: ReplayContext, options: ReplayOptions): Promi
     finished: 0,
     failed: 0,
     unfinished: 0,
+    trimmed: [],
   }
   const progress = () => ctx.progress?.({ selected: report.selected, enqueued: report.enqueued, finished: report.finished })
   progress()
@@ -97,7 +104,7 @@ export async function replay (ctx: ReplayContext, options: ReplayOptions): Promi
   const enqueued: ReplayRun[] = []
   // A chunk of the selection at a time, planned, checked and written before the next is read: a
   // replay of the whole journal holds a chunk's changes, not the journal's.
-  for await (const entries of inChunks(selectChanges(ctx.redis, ctx.layout, options, journalSince(ctx.config)), REPLAY_CHUNK)) {
+  for await (const entries of inChunks(selectChanges(ctx.redis, ctx.layout, options, journalSince(ctx.config), (gap) => report.trimmed.push(gap)), REPLAY_CHUNK)) {
     const plan = planReplay(entries, workflows, ctx.config, ctx.layout, options, generation)
     const before = await statuses(ctx.redis, plan.runs)
     report.selected += entries.length
@@ -151,7 +158,7 @@ async function waitForRuns (redis: RedisClient, runs: readonly ReplayRun[], wait
 function done (ctx: ReplayContext, options: ReplayOptions, report: ReplayReport): CommandResult<ReplayReport> {
   if (options.json) ctx.out(JSON.stringify(report))
   else for (const line of reportText(report, options.waitMs)) ctx.out(line)
-  const code = !report.dryRun && (report.failed > 0 || (options.waitMs > 0 && report.unfinished > 0)) ? 1 : 0
+  const code = report.trimmed.length > 0 || (!report.dryRun && (report.failed > 0 || (options.waitMs > 0 && report.unfinished > 0))) ? 1 : 0
   return { code, data: report }
 }
 
@@ -164,6 +171,12 @@ function reportText (report: ReplayReport, waitMs: number): string[] {
     `selected ${report.selected} journalled changes: ${report.runs} runs (${report.unmatched} changes start none of the selected workflows now)`,
     `  already there (finished, running, waiting or failed), not started again: ${report.existing}`,
   ]
+  // Entry ids begin with the time they were accepted.
+  const time = (id: string) => new Date(Number(id.slice(0, id.indexOf('-')))).toISOString()
+  for (const gap of report.trimmed) {
+    const until = gap.before === null ? 'up to the newest it held when the replay began' : `and before ${time(gap.before)}`
+    lines.push(`  trimmed from shard ${gap.shard}'s journal before the replay read them: changes accepted after ${time(gap.after)} ${until}; those selected were not replayed (raise JOURNAL_MAX_LEN, or replay sooner)`)
+  }
   if (report.dryRun) return [...lines, `  would start: ${report.runs - report.existing}`]
   lines.push(`  enqueued: ${report.enqueued} (${report.late} late: older than their row's newest change)`)
   if (report.notStarted > 0) lines.push(`  not started: ${report.notStarted} (late: 'skip', a workflow given up, or the change's outcome forgotten past DEDUP_TTL)`)

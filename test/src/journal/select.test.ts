@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { Layout } from '../../../src/keys.ts'
 import { inChunks, selectChanges } from '../../../src/journal/replay.ts'
-import type { JournalEntry } from '../../../src/journal/read.ts'
+import type { JournalEntry, JournalGap } from '../../../src/journal/read.ts'
 import { REDIS_URL } from '../../helpers/test-redis.ts'
 import { message, orderPaid } from '../../helpers/stack.ts'
 import { loadConfig, projectRoot } from '../../../src/config.ts'
@@ -80,39 +80,103 @@ t.test('read a page at a time as the replay goes, and only what the journals hel
 
   // The journals gone after the first entry was read: a selection reading as it goes yields the
   // first page of each shard it had read, not the 1,200 entries a selection read up front would.
-  const again = selectChanges(redis, layout, {}, 0)
+  const gaps: JournalGap[] = []
+  const again = selectChanges(redis, layout, {}, 0, (gap) => gaps.push(gap))
   await again.next()
   for (const keys of layout.shards) await redis.del(keys.journal())
   t.equal((await all(again)).length, 999, '500 entries of each shard were read, one of them already yielded')
+  t.same(gaps.sort((a, b) => a.shard - b.shard), [
+    { shard: 0, after: '2998-0', before: null },
+    { shard: 1, after: '2999-0', before: null },
+  ], 'what the deleted journals still held is reported')
 })
+
+/** Every key of a layout (a replay's runs and jobs too). */
+async function deleteKeys (layout: Layout): Promise<void> {
+  let cursor = '0'
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `*${layout.prefix}*`, 'COUNT', 1000)
+    cursor = next
+    if (keys.length > 0) await redis.del(...keys)
+  } while (cursor !== '0')
+}
+
+/** What `replay` runs with, on this layout and the test workflows; `lines` is what it prints. */
+async function contextOf (layout: Layout) {
+  const workflows = await loadWorkflows(`${projectRoot}test/fixtures/jobs/`)
+  const config = loadConfig({ REDIS_URL, SEQUIN_WEBHOOK_TOKENS: 'test-token' })
+  const lines: string[] = []
+  const ctx = { config, redis, layout, out: (line: string) => lines.push(line), err: (line: string) => lines.push(line), workflows: async () => workflows }
+  return { ctx, lines }
+}
 
 t.test('a replay of more changes than it reads at a time counts and starts every one, once', async (t) => {
   const layout = layoutOf(t, 1)
-  t.teardown(async () => {
-    let cursor = '0'
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `*${layout.prefix}*`, 'COUNT', 1000)
-      cursor = next
-      if (keys.length > 0) await redis.del(...keys)
-    } while (cursor !== '0')
-  })
+  t.teardown(() => deleteKeys(layout))
   const pipeline = redis.pipeline()
   const now = Date.now()
   for (let i = 0; i < 2_100; i++) {
     pipeline.xadd(layout.home.journal(), `${now - 10_000 + i}-0`, 'i', `r${i}`, 'w', 'order-flow', 'c', JSON.stringify(orderPaid(80_000 + i, 9_200_000 + i)))
   }
   await pipeline.exec()
-  const workflows = await loadWorkflows(`${projectRoot}test/fixtures/jobs/`)
-  const config = loadConfig({ REDIS_URL, SEQUIN_WEBHOOK_TOKENS: 'test-token' })
-  const lines: string[] = []
-  const ctx = { config, redis, layout, out: (line: string) => lines.push(line), err: (line: string) => lines.push(line), workflows: async () => workflows }
+  const { ctx } = await contextOf(layout)
   const forced = { force: true, dryRun: false, json: false, waitMs: 0 }
 
-  t.match((await replay(ctx, { ...forced, dryRun: true })).data, { generation: 1, selected: 2_100, runs: 2_100, existing: 0 }, 'a dry run')
+  t.match((await replay(ctx, { ...forced, dryRun: true })).data, { generation: 1, selected: 2_100, runs: 2_100, existing: 0, trimmed: [] }, 'a dry run')
   t.match((await replay(ctx, forced)).data, { generation: 1, selected: 2_100, runs: 2_100, existing: 0, enqueued: 2_100, notStarted: 0, unfinished: 2_100 })
   t.equal(await redis.llen(`${layout.home.bullPrefix}:order-flow:wait`), 2_100, 'a first step each (no worker runs here)')
   t.match((await replay(ctx, { ...forced, generation: 1 })).data, { generation: 1, selected: 2_100, runs: 2_100, existing: 2_100, enqueued: 0 }, 'the same generation again starts nothing')
   t.equal(await redis.llen(`${layout.home.bullPrefix}:order-flow:wait`), 2_100)
+})
+
+t.test('entries the journal trims before the replay reads them are reported, and the replay exits 1', async (t) => {
+  const layout = layoutOf(t, 1)
+  t.teardown(() => deleteKeys(layout))
+  const key = layout.home.journal()
+  const now = Date.now()
+  const id = (i: number) => `${now - 60_000 + i}-0`
+  const fill = async () => {
+    await redis.del(key)
+    const pipeline = redis.pipeline()
+    for (let i = 0; i < 3_000; i++) pipeline.xadd(key, id(i), 'i', `t${i}`, 'w', 'order-flow', 'c', JSON.stringify(orderPaid(60_000 + i, 9_500_000 + i)))
+    await pipeline.exec()
+  }
+  const { ctx, lines } = await contextOf(layout)
+  const dry = { force: true, dryRun: true, json: false, waitMs: 0 }
+
+  // Trimmed before the replay began: not the replay's to miss.
+  await fill()
+  await redis.xtrim(key, 'MINID', id(100))
+  t.match((await replay(ctx, dry)), { code: 0, data: { selected: 2_900, trimmed: [] } })
+
+  // Live traffic at the journal's length bound while the replay runs: the oldest entries go.
+  await fill()
+  let trimmedAt = 0
+  const live = {
+    ...ctx,
+    progress: async ({ selected }: { selected: number }) => {
+      if (selected !== 1_000 || trimmedAt > 0) return
+      trimmedAt = selected
+      const pipeline = redis.pipeline()
+      for (let i = 0; i < 2_000; i++) pipeline.xadd(key, 'MAXLEN', '=', '3000', '*', 'i', `live${i}`, 'w', 'order-flow', 'c', '{}')
+      await pipeline.exec()
+    }
+  }
+  lines.length = 0
+  const atBound = await replay(live, dry)
+  // Read when the trim came: two pages, and the first entry of the third (the merge reads ahead).
+  t.match(atBound, { code: 1, data: { selected: 2_500, trimmed: [{ shard: 0, after: id(1_499), before: id(2_000) }] } })
+  t.match(lines.join('\n'), /trimmed from shard 0's journal before the replay read them: changes accepted after \S+ and before \S+; those selected were not replayed/)
+
+  // The age bound (XTRIM MINID) passing the replay.
+  await fill()
+  const aged = {
+    ...ctx,
+    progress: async ({ selected }: { selected: number }) => {
+      if (selected === 1_000) await redis.xtrim(key, 'MINID', id(2_200))
+    }
+  }
+  t.match(await replay(aged, dry), { code: 1, data: { selected: 2_300, trimmed: [{ shard: 0, after: id(1_499), before: id(2_200) }] } })
 })
 
 t.test('chunks of a selection', async (t) => {
