@@ -71,7 +71,10 @@ export interface JournalGap {
  * selects from). A change is accepted after it was committed, so a commit-time window starts no
  * earlier than its start. Each page reads one entry more than it yields, the next page's first:
  * when that entry is gone by the next read, the entries from it up to the first one left were
- * deleted before the scan reached them, and are reported to `gap`.
+ * deleted before the scan reached them, and are reported to `gap`; so is a last page that ends
+ * before the scan's end. Trimming (the journal's bounds) removes the oldest entries first, so
+ * this notices every entry it took; an entry deleted on its own (XDEL) after an entry that is
+ * still there is not noticed.
  */
 export async function * scanJournal (redis: RedisClient, keys: Keyspace, shard: number, since: number, gap: (gap: JournalGap) => void = () => {}, pageSize = 500): AsyncGenerator<JournalEntry> {
   const key = keys.journal()
@@ -89,7 +92,12 @@ export async function * scanJournal (redis: RedisClient, keys: Keyspace, shard: 
       yield parseEntry(raw, shard)
     }
     const next = page[pageSize]?.[0]
-    if (next === undefined) return
+    if (next === undefined) {
+      // The last page, which ends at the scan's end, unless the journal lost its newest entries
+      // meanwhile (replaced by an older copy: a failover to a replica that lagged).
+      if (page.length > 0 && read !== until) gap({ shard, after: read!, before: null })
+      return
+    }
     page = await redis.xrange(key, next, until, 'COUNT', pageSize + 1) as RawEntry[]
     const found = page[0]?.[0]
     if (found !== next) gap({ shard, after: read!, before: found ?? null })

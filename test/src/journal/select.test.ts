@@ -179,6 +179,22 @@ t.test('entries the journal trims before the replay reads them are reported, and
   t.match(await replay(aged, dry), { code: 1, data: { selected: 2_300, trimmed: [{ shard: 0, after: id(1_499), before: id(2_200) }] } })
 })
 
+t.test('a journal that lost its newest entries while the replay ran (an older copy of it restored) is reported', async (t) => {
+  const layout = layoutOf(t, 1)
+  const key = layout.home.journal()
+  const pipeline = redis.pipeline()
+  for (let i = 0; i < 1_200; i++) pipeline.xadd(key, `${4000 + i}-0`, 'i', `o${i}`, 'w', 'order-flow', 'c', JSON.stringify(message('orders', i, 'update', 9_600_000 + i)))
+  await pipeline.exec()
+  const older = await redis.dumpBuffer(key) // as a replica that lagged holds it
+  await redis.xadd(key, '9000-0', 'i', 'newest', 'w', 'order-flow', 'c', JSON.stringify(message('orders', 9_000, 'update', 9_700_000)))
+  const gaps: JournalGap[] = []
+  const selection = selectChanges(redis, layout, {}, 0, (gap) => gaps.push(gap))
+  await selection.next()
+  await redis.restore(key, 0, older, 'REPLACE')
+  t.equal((await all(selection)).length, 1_199, 'the older copy\'s entries')
+  t.same(gaps, [{ shard: 0, after: '5199-0', before: null }], 'and the newest entry, lost with the copy, reported')
+})
+
 t.test('chunks of a selection', async (t) => {
   async function * numbers (n: number) { for (let i = 0; i < n; i++) yield i }
   const sizes = async (n: number, size: number) => {
