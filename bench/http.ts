@@ -287,21 +287,26 @@ export async function benchHttp (repeats: number): Promise<HttpFigures> {
   return { text, runs, profiles }
 }
 
+/** The runs of one receiver at one batch size. */
+export const runsOf = (runs: readonly Run[], receiver: Run['receiver'], batch: number) => runs.filter((run) => run.receiver === receiver && run.batch === batch)
+
+/** The median rate of one receiver at one batch size (NaN when it was not measured). */
+export function rateOf (runs: readonly Run[], receiver: Run['receiver'], batch: number): number {
+  const mine = runsOf(runs, receiver, batch)
+  return mine.length === 0 ? NaN : median(mine.map((run) => run.messagesPerSecond))
+}
+
 /**
  * The CPU a message costs in all three processes, against the rate: with every core busy, a
  * receiver's rate is about the inverse of that sum, and so the ratio of two sums predicts the
  * ratio of two rates (see README, Benchmark).
  */
 export function cpuSumText (runs: readonly Run[]): string {
-  const sum = (receiver: Run['receiver'], batch: number) => {
-    const mine = runs.filter((run) => run.receiver === receiver && run.batch === batch)
-    return median(mine.map((run) => run.receiverCpuUs + run.redisCpuUs + run.loadCpuUs))
-  }
-  const rateOf = (receiver: Run['receiver'], batch: number) => median(runs.filter((run) => run.receiver === receiver && run.batch === batch).map((run) => run.messagesPerSecond))
-  const lines = LOADS.filter(({ batch }) => runs.some((run) => run.receiver === 'changeflow' && run.batch === batch) && runs.some((run) => run.receiver === 'bare' && run.batch === batch))
+  const sum = (receiver: Run['receiver'], batch: number) => median(runsOf(runs, receiver, batch).map((run) => run.receiverCpuUs + run.redisCpuUs + run.loadCpuUs))
+  const lines = LOADS.filter(({ batch }) => runsOf(runs, 'changeflow', batch).length > 0 && runsOf(runs, 'bare', batch).length > 0)
     .map(({ batch }) => {
       const [bare, changeflow] = [sum('bare', batch), sum('changeflow', batch)]
-      return `- batch ${batch}: bare ${Math.round(bare)} µs, changeflow ${Math.round(changeflow)} µs: predicted ${ratio(bare / changeflow)}, measured ${ratio(rateOf('changeflow', batch) / rateOf('bare', batch))}`
+      return `- batch ${batch}: bare ${Math.round(bare)} µs, changeflow ${Math.round(changeflow)} µs: predicted ${ratio(bare / changeflow)}, measured ${ratio(rateOf(runs, 'changeflow', batch) / rateOf(runs, 'bare', batch))}`
     })
   return ['CPU a message in all three processes (receiver + Redis + load generator), and the ratio of rates that predicts on a machine whose cores are all busy:', '', ...lines].join('\n')
 }
@@ -322,7 +327,7 @@ export function redisTimeTable (runs: readonly Run[]): string {
 }
 
 export function httpTable (runs: readonly Run[]): string {
-  const pick = (receiver: Run['receiver'], batch: number) => runs.filter((run) => run.receiver === receiver && run.batch === batch)
+  const pick = (receiver: Run['receiver'], batch: number) => runsOf(runs, receiver, batch)
   const med = (values: number[]) => (values.length === 0 ? NaN : median(values))
   const rows: string[][] = []
   for (const { batch } of LOADS) {

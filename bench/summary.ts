@@ -1,4 +1,4 @@
-import type { Run } from './http.ts'
+import { rateOf, runsOf, type Run } from './http.ts'
 import { median } from './lib/measure.ts'
 import { rate, ratio, table } from './lib/table.ts'
 import type { RedisLimit } from './redis-limit.ts'
@@ -18,12 +18,8 @@ export interface Results {
   steps?: StepFigures
 }
 
-const rateOf = (runs: readonly Run[], receiver: Run['receiver'], batch: number) => {
-  const mine = runs.filter((run) => run.receiver === receiver && run.batch === batch)
-  return mine.length === 0 ? NaN : median(mine.map((run) => run.messagesPerSecond))
-}
 const p99Of = (runs: readonly Run[], receiver: Run['receiver'], batch: number) => {
-  const mine = runs.filter((run) => run.receiver === receiver && run.batch === batch)
+  const mine = runsOf(runs, receiver, batch)
   return mine.length === 0 ? NaN : median(mine.map((run) => run.p99))
 }
 

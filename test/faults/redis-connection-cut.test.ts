@@ -104,16 +104,16 @@ t.test('connections between the web and Redis cut mid-enqueue: no 2xx without th
   const plan = KINDS.flatMap((kind) => Array.from({ length: CUTS_EACH }, () => kind))
   const ready = async () => (await service.web.app.inject({ method: 'GET', url: '/readyz' })).statusCode === 200
   const messages: SimulatedMessage[] = []
+  // A cut waits for a request the web has received and not answered yet (what `inFlightAt`
+  // below counts), not only for one the sender has out: on a busy machine those may all still be
+  // on their way, or answered, when the cut comes.
+  const received = () => answers.some((answer) => answer.ms === null)
   // Sequin's traffic in rounds of fresh rows, until every planned cut has hit one (at most 5 rounds).
   for (let round = 0; round < 5 && cuts.length < plan.length; round++) {
     const live = liveProgress()
     const sim = { done: false }
     const simulation = simulateSequin({ url, token: TOKEN, ...TRAFFIC, firstRow: 20_000 + round * 1_000, live })
       .finally(() => { sim.done = true })
-    // A cut waits for a request the web has received and not answered yet (what `inFlightAt`
-    // below counts), not only for one the sender has out: on a busy machine those may all still be
-    // on their way, or answered, when the cut comes.
-    const received = () => answers.some((answer) => answer.ms === null)
     const cutNow = async () => sim.done || (service.web.redis.status === 'ready' && live.inFlight[0]! > 0 && received() && await ready() && received())
     while (!sim.done && cuts.length < plan.length) {
       await waitFor(cutNow, 10_000, 'the web ready with batches in flight')
